@@ -76,7 +76,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from exc
             _check_record(rec, f"{path} line {lineno}")
-            rec["path"] = str(base / rec["path"])
+            rec["path"] = os.path.normpath(base / rec["path"])
             records.append(rec)
     return records
 

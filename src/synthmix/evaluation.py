@@ -1,0 +1,68 @@
+"""Evaluation of a trained classifier on the real test split."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_open
+from .device import autocast_dtype, pick_device
+from .errors import DataError
+from .training import load_classifier, load_images, predict
+
+log = logging.getLogger(__name__)
+
+
+def confusion_matrix(actual: torch.Tensor, predicted: torch.Tensor, n: int) -> list[list[int]]:
+    """Rows are actual classes, columns predicted ones."""
+    cm = torch.bincount(actual * n + predicted, minlength=n * n).view(n, n)
+    return cm.tolist()
+
+
+def evaluate_classifier(
+    checkpoint: Path,
+    test_records: list[dict],
+    predictions_csv: Path,
+    batch_size: int = 256,
+    device: str = "auto",
+    relative_to: Path | None = None,
+) -> dict:
+    """Accuracy, per-class accuracy and confusion matrix on ``test_records``.
+
+    Every prediction is written to ``predictions_csv`` (path, actual, predicted): DVC draws
+    the confusion matrix from it, and the summary's McNemar test pairs runs image by image.
+    """
+    dev = pick_device(device)
+    model, ckpt = load_classifier(checkpoint, dev)
+    classes = ckpt["classes"]
+    if any(r["source"] != "real" for r in test_records):
+        raise DataError("the test split must hold real images only")
+    x, y = load_images(test_records, classes, ckpt["input_size"], "loading test")
+    mean = torch.tensor(ckpt["mean"], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(ckpt["std"], device=dev).view(1, 3, 1, 1)
+    pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
+    correct = pred == y
+    per_class = {
+        c: round(correct[y == i].float().mean().item(), 6) if (y == i).any() else None
+        for i, c in enumerate(classes)
+    }
+    base = Path(relative_to) if relative_to else Path.cwd()
+    with atomic_open(predictions_csv, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "actual", "predicted"])
+        for rec, a, p in zip(test_records, y.tolist(), pred.tolist()):
+            writer.writerow([Path(os.path.relpath(rec["path"], base)).as_posix(), classes[a], classes[p]])
+    accuracy = correct.float().mean().item()
+    log.info("test accuracy %.4f on %d images", accuracy, len(y))
+    return {
+        "accuracy": round(accuracy, 6),
+        "n_test": len(y),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": confusion_matrix(y, pred, len(classes))},
+        "best_epoch": ckpt["best_epoch"],
+        "best_val_accuracy": round(ckpt["val_accuracy"], 6),
+    }

@@ -1,0 +1,106 @@
+"""params.yaml is checked before any work: errors name the key, the bad value and what is allowed."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthmix.errors import ParamsError
+from synthmix.params import fake_count, load_params, validate_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def raw():
+    with open(REPO / "params.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def test_shipped_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.mix.names[0] == "pct0"
+    assert len(params.prepare.classes) == 6
+
+
+def check_error(raw, *fragments):
+    with pytest.raises(ParamsError) as info:
+        validate_params(raw)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_bad_value_names_key_value_and_rule(raw):
+    raw["train"]["lr"] = -0.1
+    check_error(raw, "train.lr", "-0.1", "greater than 0")
+
+
+def test_unknown_key_lists_allowed_keys(raw):
+    raw["train"]["lrr"] = 0.1
+    check_error(raw, "train.lrr", "unknown key", "lr", "epochs")
+
+
+def test_bad_choice_lists_choices(raw):
+    raw["train"]["optimizer"] = "lion"
+    check_error(raw, "train.optimizer", "'lion'", "adam", "adamw", "sgd")
+
+
+def test_missing_section(raw):
+    del raw["generate"]
+    check_error(raw, "generate", "missing")
+
+
+def test_bad_mix_name(raw):
+    raw["mix"]["names"] = ["pct0", "60"]
+    check_error(raw, "mix.names", "'60'", "pctN")
+    raw["mix"]["names"] = ["pct0", "pct120"]
+    check_error(raw, "pct120", "at most 100")
+
+
+def test_mix_needing_more_synthetic_than_generated(raw):
+    raw["generate"]["per_class"] = 100
+    check_error(raw, "pct100", "needs 225 synthetic", "generate.per_class")
+
+
+def test_mix_needing_more_real_than_prepared(raw):
+    raw["mix"]["per_class"] = 400
+    check_error(raw, "needs 400 real", "prepare.train_per_class")
+
+
+def test_baseline_must_be_a_mix(raw):
+    raw["summarize"]["baseline"] = "pct10"
+    check_error(raw, "summarize.baseline", "pct10")
+
+
+def test_duplicate_classes(raw):
+    raw["prepare"]["classes"] = ["coat", "coat"]
+    check_error(raw, "prepare.classes", "unique", "coat")
+
+
+def test_generator_shape_rules(raw):
+    bad = copy.deepcopy(raw)
+    bad["train_generator"]["block_out_channels"] = [32, 60]
+    check_error(bad, "multiple of 8")
+    bad = copy.deepcopy(raw)
+    bad["train_generator"]["resolution"] = 30
+    check_error(bad, "resolution", "divisible by 4")
+
+
+def test_not_a_mapping(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(
+    "total,name,expected",
+    [(225, "pct0", 0), (225, "pct50", 113), (225, "pct60", 135), (225, "pct70", 158),
+     (225, "pct80", 180), (225, "pct100", 225), (10, "pct50", 5), (1, "pct50", 1)],
+)
+def test_fake_count_rounds_half_up(total, name, expected):
+    assert fake_count(total, name) == expected
