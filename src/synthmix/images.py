@@ -40,5 +40,5 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return to_rgb(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
