@@ -50,7 +50,7 @@ class PrepareParams(Section):
 
 class TrainGeneratorParams(Section):
     resolution: int = Field(32, ge=8)
-    block_out_channels: list[int] = Field(default=[32, 64, 64], min_length=1)
+    block_out_channels: list[int] = Field(default=[16, 32, 32], min_length=1)
     layers_per_block: int = Field(1, ge=1)
     attention: bool = False
     steps: int = Field(1500, ge=1)

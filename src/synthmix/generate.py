@@ -1,0 +1,347 @@
+"""Generate the synthetic image set (stage ``generate``): N images per class plus a manifest.
+
+Image ``i`` of class ``c`` always uses seed ``image_seed(params.seed, c, i)``, so its pixels
+depend only on the model and the sampling parameters, never on the batch size, the resume
+point or how many processes share the work.
+
+Resume and atomicity. DVC deletes a stage's outputs before re-running it, so the work is
+done in a scratch folder ``<scratch_root>/generate-<hash12>`` (default scratch root: the
+folder ``.partial`` next to ``out_dir``, i.e. ``data/.partial`` for ``data/synthetic``).
+The hash covers everything that determines image content (backend, model weights hash,
+sampler, seed, steps, guidance scale), so a re-run after an interruption finds its
+finished images, verifies they decode and generates only the missing ones. Every PNG is
+written atomically. At the end the manifest is written and the scratch folder is renamed
+to ``out_dir``.
+
+Backends. ``params.backend`` selects a backend from :data:`BACKENDS`; a backend opens the
+model and turns a batch of :class:`Job` (class, index, seed) into PIL images. Stable
+Diffusion backends can be registered with :func:`register_backend` behind the same stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .atomic import save_image
+from .device import autocast_dtype, pick_device
+from .errors import DataError, ParamsError
+from .generators import replace_dir
+from .manifest import file_sha256, write_manifest
+from .params import GenerateParams
+from .seeding import image_seed
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One synthetic image to make: image ``index`` of class ``label`` (label id ``class_id``)."""
+
+    label: str
+    class_id: int
+    index: int
+    seed: int
+
+    @property
+    def relpath(self) -> str:
+        return f"{IMAGES}/{self.label}/{self.index:05d}.png"
+
+
+class Backend(Protocol):
+    """What :func:`generate_synthetic` needs from a generator backend."""
+
+    name: str
+    classes: list[str]  # what the model can generate, in its label order
+    mode: str  # "L" or "RGB"
+    resolution: int
+    model_sha256: str
+
+    def content_key(self) -> dict:
+        """Everything besides (class, index, seed) that determines the pixels."""
+
+    def record_fields(self, job: Job) -> dict:
+        """Manifest fields of one image beyond path, label, source and sha256."""
+
+    def generate(self, jobs: Sequence[Job]) -> list[Image.Image]:
+        """One image per job, in order."""
+
+
+BackendFactory = Callable[[GenerateParams, Path, torch.device], Backend]
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    def deco(factory: BackendFactory) -> BackendFactory:
+        BACKENDS[name] = factory
+        return factory
+
+    return deco
+
+
+@register_backend("ddpm")
+class DDPMBackend:
+    """The class-conditional DDPM trained by the train_generator stage."""
+
+    name = "ddpm"
+
+    def __init__(self, params: GenerateParams, model_dir: Path, device: torch.device):
+        from .generators.ddpm import (
+            SAMPLER,
+            default_rows_per_forward,
+            load_generator,
+            read_generator_info,
+            unet_weights_file,
+        )
+
+        info = read_generator_info(model_dir)  # MissingAssetError naming train_generator
+        self.params, self.model_dir, self.device = params, model_dir, device
+        self.classes, self.mode, self.resolution = list(info["classes"]), info["mode"], int(info["resolution"])
+        self.sampler = SAMPLER
+        self.model_sha256 = file_sha256(unet_weights_file(model_dir))
+        self.pipe, _ = load_generator(model_dir, device)
+        self.amp_dtype = autocast_dtype(device)
+        self.rows_per_forward = default_rows_per_forward(device)
+
+    def content_key(self) -> dict:
+        return {
+            "model_sha256": self.model_sha256,
+            "sampler": self.sampler,
+            "steps": self.params.steps,
+            "guidance_scale": float(self.params.guidance_scale),
+            # bf16/fp16 autocast changes pixels a little: keep CPU and GPU runs apart
+            "dtype": str(self.amp_dtype) if self.amp_dtype else "float32",
+            # the UNet's forward shape changes float rounding (see the pipeline's __call__)
+            "rows_per_forward": self.rows_per_forward,
+        }
+
+    def record_fields(self, job: Job) -> dict:
+        return {
+            "generator": "ddpm",
+            "model": str(self.model_dir),
+            "model_sha256": self.model_sha256,
+            "seed": job.seed,
+            "index": job.index,
+            "steps": self.params.steps,
+            "guidance_scale": float(self.params.guidance_scale),
+            "scheduler": self.sampler,
+            "resolution": self.resolution,
+        }
+
+    def generate(self, jobs: Sequence[Job]) -> list[Image.Image]:
+        return self.pipe(
+            class_ids=[j.class_id for j in jobs],
+            seeds=[j.seed for j in jobs],
+            num_inference_steps=self.params.steps,
+            guidance_scale=self.params.guidance_scale,
+            autocast_dtype=self.amp_dtype,
+            output_type="pil",
+            rows_per_forward=self.rows_per_forward,
+        )
+
+
+def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device) -> Backend:
+    factory = BACKENDS.get(params.backend)
+    if factory is None:
+        raise ParamsError(f"generate.backend = {params.backend!r}: allowed: {', '.join(sorted(BACKENDS))}")
+    return factory(params, Path(model_dir), device)
+
+
+def scratch_key(params: GenerateParams, backend: Backend) -> str:
+    """12 hex digits naming the scratch folder: a hash of what determines image content."""
+    key = {"backend": backend.name, "seed": params.seed, **backend.content_key()}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def make_jobs(classes: Sequence[str], model_classes: Sequence[str], per_class: int, seed: int) -> list[Job]:
+    """All (class, index) jobs, class-major; seeds from :func:`synthmix.seeding.image_seed`."""
+    ids = {c: i for i, c in enumerate(model_classes)}
+    return [Job(c, ids[c], i, image_seed(seed, c, i)) for c in classes for i in range(per_class)]
+
+
+def _image_ok(path: Path, size: tuple[int, int], mode: str) -> bool:
+    """True if ``path`` is a complete image of the expected size and mode."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size == size and im.mode == mode
+    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
+def _batches(items: Sequence[Job], size: int) -> Iterable[Sequence[Job]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _wait_for(paths: list[Path], poll_s: float, timeout_s: float | None) -> None:
+    """Block until every path exists (the other ranks' images)."""
+    start = time.monotonic()
+    last_log = start
+    missing = [p for p in paths if not p.exists()]
+    while missing:
+        now = time.monotonic()
+        if timeout_s is not None and now - start > timeout_s:
+            raise DataError(
+                f"{len(missing)} images of other ranks did not appear within {timeout_s:.0f} s "
+                f"(first: {missing[0]}): did another rank fail?"
+            )
+        if now - last_log > 60:
+            log.info("waiting for %d images from other ranks", len(missing))
+            last_log = now
+        time.sleep(poll_s)
+        missing = [p for p in missing if not p.exists()]
+
+
+def _prune(scratch: Path, keep: set[Path]) -> int:
+    """Delete everything under scratch/images that is not an expected image (temp files too)."""
+    removed = 0
+    root = scratch / IMAGES
+    if not root.is_dir():
+        return 0
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file() or path.is_symlink():
+            if path not in keep:
+                path.unlink()
+                removed += 1
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return removed
+
+
+def generate_synthetic(
+    params: GenerateParams,
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    device: torch.device | str | None = None,
+    *,
+    scratch_root: str | os.PathLike | None = None,
+    classes: Sequence[str] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    show_progress: bool = True,
+    wait_poll_s: float = 2.0,
+    wait_timeout_s: float | None = None,
+) -> dict:
+    """Generate ``params.per_class`` images per class into ``out_dir`` (images/ + manifest.jsonl).
+
+    ``classes``: the classes to generate (default: all the model knows); each must be one
+    of the model's classes. ``rank``/``world_size``: this process makes jobs
+    ``rank, rank + world_size, ...`` of the class-major job list; rank 0 waits for the other
+    ranks' files, then writes the manifest and moves the scratch folder to ``out_dir``.
+    Returns statistics (for rank 0 after a multi-process run, generated/reused are its own).
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ParamsError(f"rank = {rank}, world_size = {world_size}: need 0 <= rank < world_size")
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    scratch_root = Path(scratch_root) if scratch_root is not None else out_dir.parent / ".partial"
+    device = pick_device("auto") if device is None else torch.device(device)
+    backend = open_backend(params, model_dir, device)
+
+    wanted = list(backend.classes) if classes is None else list(classes)
+    unknown = [c for c in wanted if c not in backend.classes]
+    if unknown or len(set(wanted)) != len(wanted) or not wanted:
+        raise DataError(
+            f"classes {wanted} do not match the generator in {model_dir}, which was trained on "
+            f"{backend.classes}: re-run the train_generator stage for these classes"
+        )
+
+    key = scratch_key(params, backend)
+    scratch = scratch_root / f"generate-{key}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    jobs = make_jobs(wanted, backend.classes, params.per_class, params.seed)
+    mine = jobs[rank::world_size]
+    size = (backend.resolution, backend.resolution)
+
+    todo: list[Job] = []
+    reused = corrupt = 0
+    for job in mine:
+        path = scratch / job.relpath
+        if _image_ok(path, size, backend.mode):
+            reused += 1
+            continue
+        if path.exists():
+            corrupt += 1
+            path.unlink()
+        todo.append(job)
+    log.info(
+        "%s: %d images for rank %d/%d in %s: %d finished ones reused, %d to generate%s",
+        backend.name, len(mine), rank, world_size, scratch, reused, len(todo),
+        f" ({corrupt} unreadable leftovers removed)" if corrupt else "",
+    )
+
+    start = time.perf_counter()
+    with tqdm(total=len(mine), initial=reused, desc=f"generate ({backend.name})", unit="img",
+              disable=not show_progress) as bar:
+        for batch in _batches(todo, params.batch_size):
+            images = backend.generate(batch)
+            for job, image in zip(batch, images):
+                save_image(image, scratch / job.relpath)
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start
+    stats = {
+        "backend": backend.name,
+        "per_class": {c: params.per_class for c in wanted},
+        "total": len(jobs),
+        "generated": len(todo),
+        "reused": reused,
+        "corrupt_regenerated": corrupt,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
+        "rank": rank,
+        "world_size": world_size,
+        "scratch": str(scratch),
+        "finalised": False,
+    }
+    log.info("generated %d images in %.1f s", len(todo), seconds)
+    if rank != 0:
+        return stats
+
+    paths = [scratch / job.relpath for job in jobs]
+    if world_size > 1:
+        _wait_for(paths, wait_poll_s, wait_timeout_s)
+    removed = _prune(scratch, set(paths))
+    if removed:
+        log.info("removed %d stray files (temporary files or images outside this run) from %s", removed, scratch)
+    records = []
+    for job, path in zip(jobs, paths):
+        rec = {"path": str(path), "label": job.label, "source": "synthetic", "sha256": file_sha256(path)}
+        rec.update(backend.record_fields(job))
+        records.append(rec)
+    write_manifest(scratch / MANIFEST, records)
+
+    replace_dir(scratch, out_dir)
+    _rmdir_if_empty(scratch_root)
+    log.info("wrote %d images and %s to %s", len(records), MANIFEST, out_dir)
+    stats["finalised"] = True
+    stats["out_dir"] = str(out_dir)
+    return stats
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    """Remove ``path`` if it is an empty folder (the scratch root after the move)."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def default_device_for_rank(world_size: int) -> torch.device | None:
+    """cuda:LOCAL_RANK for multi-process CUDA runs (torchrun), otherwise None (= auto)."""
+    if world_size > 1 and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    return None
