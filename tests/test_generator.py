@@ -66,7 +66,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _params(**kw) -> GenerateParams:
-    base = dict(per_class=3, steps=2, guidance_scale=2.0, batch_size=4, seed=7)
+    base = {"per_class": 3, "steps": 2, "guidance_scale": 2.0, "batch_size": 4, "seed": 7}
     base.update(kw)
     return GenerateParams(**base)
 

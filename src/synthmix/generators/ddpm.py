@@ -24,19 +24,26 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import logging
 import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import (
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    UNet2DModel,
+)
 from PIL import Image
 
 from ..atomic import write_json
@@ -175,7 +182,6 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
         if output_type == "pil":
             return [array_to_pil(a) for a in images]
         return images
-
 
     def _predict_noise(
         self, sample: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, rows: int, amp: torch.dtype | None
@@ -523,7 +529,7 @@ def train_ddpm(
     edges = np.linspace(0, params.steps, n_points + 1).round().astype(int)
     history = [
         {"step": int(hi), "loss": round(float(losses[lo:hi].mean()), 6)}
-        for lo, hi in zip(edges[:-1], edges[1:])
+        for lo, hi in itertools.pairwise(edges)
         if hi > lo
     ]
     images_per_s = params.steps * params.batch_size / train_seconds
@@ -580,10 +586,10 @@ def _diffusers_version() -> str:
 
 
 __all__ = [
-    "ClassConditionalDDPMPipeline",
     "FORMAT",
     "GENERATOR_JSON",
     "SAMPLER",
+    "ClassConditionalDDPMPipeline",
     "array_to_pil",
     "build_unet",
     "default_rows_per_forward",
