@@ -9,102 +9,22 @@ round-trip through a remote. Git and DVC configuration are isolated from the use
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
+
+from dvc_repo import TINY, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-TIMEOUT = 900  # seconds for any one command
-
-TINY = {
-    "prepare": {"classes": ["t_shirt_top", "trouser", "sneaker"], "train_per_class": 12,
-                "val_per_class": 6, "test_per_class": 20},
-    "train_generator": {"resolution": 16, "block_out_channels": [8, 16], "steps": 4, "batch_size": 8},
-    "generate": {"per_class": 12, "steps": 2, "batch_size": 16},
-    "mix": {"names": ["pct0", "pct50", "pct100", "aug50"]},
-    "train": {"seeds": [0, 1], "epochs": 1, "batch_size": 16},
-}
 MIXES, SEEDS = TINY["mix"]["names"], TINY["train"]["seeds"]
 
 
-def project_files() -> list[str]:
-    """Files a clone would have: tracked plus new, not ignored; no outputs of an earlier run."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.split("\n")
-    skip = ("data/", "models/", "metrics/", "dvc.lock")
-    return [f for f in out if f and not f.startswith(skip) and (REPO / f).is_file()]
-
-
-class Repo:
-    def __init__(self, root: Path, env: dict):
-        self.root, self.env = root, env
-
-    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        return proc
-
-    def repro(self, *args: str) -> set[str]:
-        out = self.run("dvc", "repro", *args)
-        return set(re.findall(r"Running stage '([^']+)'", out.stdout + out.stderr))
-
-    def set_params(self, **sections):
-        path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        for section, values in sections.items():
-            params[section].update(values)
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-    def commit(self, message: str):
-        self.run("git", "add", "-A")
-        self.run("git", "commit", "-q", "-m", message)
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    if not FASHION_MNIST.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{FASHION_MNIST} is missing in CI: scripts/setup.sh should install dataset-fashion-mnist")
-        pytest.skip(f"{FASHION_MNIST} missing: run `make setup` (Debian package dataset-fashion-mnist)")
-    base = tmp_path_factory.mktemp("e2e")
-    root, home = base / "repo", base / "home"
-    home.mkdir()
-    for rel in project_files():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "synthmix tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-        "GIT_COMMITTER_NAME": "synthmix tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-        "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system"),
-        "DVC_SITE_CACHE_DIR": str(home / "dvc-site-cache"),
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(root / "src"),  # the copy's library, which dvc.yaml tracks
-    }
-    r = Repo(root, env)
-    r.set_params(**TINY)
-    r.run("git", "init", "-q", "-b", "main")
-    r.commit("tiny experiment")
-    return r
+def repo(tmp_path_factory):
+    require_fashion_mnist()
+    return make_repo(tmp_path_factory.mktemp("e2e"), TINY)
 
 
 def test_repro_builds_every_stage(repo):
