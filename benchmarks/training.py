@@ -49,7 +49,7 @@ class PlainDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         rec = self.recs[i]
         img = Image.open(rec["path"]).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
-        x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div(255).sub(0.5).div(0.5)
         return x, self.index[rec["label"]]
 
 
