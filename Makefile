@@ -19,3 +19,6 @@ test-fast: setup
 
 clean-partial:
 	rm -rf data/.partial
+
+bench: setup
+	python benchmarks/training.py
