@@ -147,8 +147,8 @@ def test_resume_generates_only_missing_and_corrupt_images(model_dir, tmp_path, m
         saved.append(Path(path))
 
     monkeypatch.setattr(gen_mod, "save_image", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        _run(_params(), model_dir, tmp_path, "synthetic")
+    with pytest.raises(KeyboardInterrupt):  # inline writes: exactly 7 files (threads could race past 7)
+        _run(_params(write_threads=0), model_dir, tmp_path, "synthetic")
     monkeypatch.setattr(gen_mod, "save_image", real_save)
     assert not (tmp_path / "synthetic").exists()
     (scratch,) = (tmp_path / ".partial").glob("generate-*")

@@ -14,8 +14,14 @@ written atomically. At the end the manifest is written and the scratch folder is
 to ``out_dir``.
 
 Backends. ``params.backend`` selects a backend from :data:`BACKENDS`; a backend opens the
-model and turns a batch of :class:`Job` (class, index, seed) into PIL images. Stable
-Diffusion backends can be registered with :func:`register_backend` behind the same stage.
+model and turns a batch of :class:`Job` (class, index, seed) into PIL images: ``ddpm`` (the
+trained offline DDPM), ``sd`` and ``sdxl`` (Stable Diffusion, imported on use from
+:mod:`synthmix.generators.stable_diffusion`). More can be added with :func:`register_backend`.
+A backend may also set ``size`` ((width, height) when not square) and ``save_size`` (write
+a downsampled copy that the manifest's ``path`` points to, the full image in ``full_path``).
+
+Writing. PNG encoding and writing run on ``params.write_threads`` background threads
+(:class:`ImageWriter`) while the backend samples the next batch.
 """
 
 from __future__ import annotations
@@ -153,6 +159,73 @@ class DDPMBackend:
         )
 
 
+@register_backend("sd")
+def _sd_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
+    """Stable Diffusion 1.x/2.x (:mod:`synthmix.generators.stable_diffusion`, imported on use)."""
+    from .generators.stable_diffusion import StableDiffusionBackend
+
+    return StableDiffusionBackend(params, model_dir, device, "sd")
+
+
+@register_backend("sdxl")
+def _sdxl_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
+    """Stable Diffusion XL, optionally with a refiner."""
+    from .generators.stable_diffusion import StableDiffusionBackend
+
+    return StableDiffusionBackend(params, model_dir, device, "sdxl")
+
+
+class ImageWriter:
+    """PNG encoding and writing on background threads, overlapped with sampling.
+
+    Why: encoding a 512 px PNG costs tens of milliseconds of CPU, which would otherwise
+    leave the GPU idle between batches; zlib releases the GIL, so threads run in parallel
+    with the sampler. At most ``max_pending`` images wait (bounded memory); the first error
+    of a worker is re-raised in the caller. ``threads = 0`` writes inline.
+    """
+
+    def __init__(self, threads: int, max_pending: int = 64):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="png-writer") if threads > 0 else None
+        self.max_pending = max(1, max_pending)
+        self.pending: list = []
+
+    def submit(self, image: Image.Image, path: Path, small_size: int | None = None,
+               small_path: Path | None = None) -> None:
+        def write() -> None:
+            if small_size and small_path is not None:  # the copy first: the full image marks "done"
+                save_image(image.resize((small_size, small_size), Image.BICUBIC), small_path)
+            save_image(image, path)
+
+        if self.pool is None:
+            write()
+            return
+        self.pending.append(self.pool.submit(write))
+        while len(self.pending) > self.max_pending:  # back-pressure: wait for the oldest write
+            self.pending.pop(0).result()
+        done = [f for f in self.pending if f.done()]
+        for fut in done:
+            fut.result()  # re-raise a failed write now, not at the end
+        self.pending = [f for f in self.pending if f not in done]
+
+    def close(self) -> None:
+        """Wait for every write; re-raise the first failure."""
+        if self.pool is None:
+            return
+        try:
+            for fut in self.pending:
+                fut.result()
+        finally:
+            self.pending = []
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def small_relpath(job: "Job", size: int) -> str:
+    """Where the downsampled copy of a job's image goes (``generate.sd.save_size``)."""
+    return f"{IMAGES}_{size}px/{job.label}/{job.index:05d}.png"
+
+
 def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device) -> Backend:
     factory = BACKENDS.get(params.backend)
     if factory is None:
@@ -209,10 +282,8 @@ def _wait_for(paths: list[Path], poll_s: float, timeout_s: float | None) -> None
 def _prune(scratch: Path, keep: set[Path]) -> int:
     """Delete everything under scratch/images that is not an expected image (temp files too)."""
     removed = 0
-    root = scratch / IMAGES
-    if not root.is_dir():
-        return 0
-    for path in sorted(root.rglob("*"), reverse=True):
+    roots = [scratch / IMAGES, *sorted(scratch.glob(f"{IMAGES}_*px"))]
+    for path in sorted((p for root in roots if root.is_dir() for p in root.rglob("*")), reverse=True):
         if path.is_file() or path.is_symlink():
             if path not in keep:
                 path.unlink()
@@ -266,13 +337,17 @@ def generate_synthetic(
     scratch.mkdir(parents=True, exist_ok=True)
     jobs = make_jobs(wanted, backend.classes, params.per_class, params.seed)
     mine = jobs[rank::world_size]
-    size = (backend.resolution, backend.resolution)
+    size = tuple(getattr(backend, "size", None) or (backend.resolution, backend.resolution))
+    small = getattr(backend, "save_size", None)
 
     todo: list[Job] = []
     reused = corrupt = 0
     for job in mine:
         path = scratch / job.relpath
-        if _image_ok(path, size, backend.mode):
+        small_path = scratch / small_relpath(job, small) if small else None
+        if _image_ok(path, size, backend.mode) and (
+            small_path is None or _image_ok(small_path, (small, small), backend.mode)
+        ):
             reused += 1
             continue
         if path.exists():
@@ -288,11 +363,16 @@ def generate_synthetic(
     start = time.perf_counter()
     with tqdm(total=len(mine), initial=reused, desc=f"generate ({backend.name})", unit="img",
               disable=not show_progress) as bar:
-        for batch in _batches(todo, params.batch_size):
-            images = backend.generate(batch)
-            for job, image in zip(batch, images):
-                save_image(image, scratch / job.relpath)
-            bar.update(len(batch))
+        writer = ImageWriter(params.write_threads, max_pending=2 * params.batch_size)
+        try:
+            for batch in _batches(todo, params.batch_size):
+                images = backend.generate(batch)
+                for job, image in zip(batch, images):
+                    writer.submit(image, scratch / job.relpath, small,
+                                  scratch / small_relpath(job, small) if small else None)
+                bar.update(len(batch))
+        finally:
+            writer.close()
     seconds = time.perf_counter() - start
     stats = {
         "backend": backend.name,
@@ -313,14 +393,20 @@ def generate_synthetic(
         return stats
 
     paths = [scratch / job.relpath for job in jobs]
+    small_paths = [scratch / small_relpath(job, small) for job in jobs] if small else []
     if world_size > 1:
-        _wait_for(paths, wait_poll_s, wait_timeout_s)
-    removed = _prune(scratch, set(paths))
+        _wait_for(paths + small_paths, wait_poll_s, wait_timeout_s)
+    removed = _prune(scratch, set(paths) | set(small_paths))
     if removed:
         log.info("removed %d stray files (temporary files or images outside this run) from %s", removed, scratch)
     records = []
     for job, path in zip(jobs, paths):
-        rec = {"path": str(path), "label": job.label, "source": "synthetic", "sha256": file_sha256(path)}
+        if small:  # training reads the small copy; the full image stays listed beside it
+            rec = {"path": str(scratch / small_relpath(job, small)), "label": job.label, "source": "synthetic",
+                   "sha256": file_sha256(scratch / small_relpath(job, small)),
+                   "full_path": job.relpath, "full_sha256": file_sha256(path)}
+        else:
+            rec = {"path": str(path), "label": job.label, "source": "synthetic", "sha256": file_sha256(path)}
         rec.update(backend.record_fields(job))
         records.append(rec)
     write_manifest(scratch / MANIFEST, records)

@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Run a study preset (presets/NAME.yaml) as a DVC experiment: dvc exp run -n NAME -S ...
+
+    python scripts/preset.py --list
+    python scripts/preset.py thesis-sd15-hyponet --print     # show the command only
+    python scripts/preset.py thesis-sd15-hyponet              # run it (then: dvc exp show)
+"""
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from synthmix.cli import run_stage
+from synthmix.presets import exp_run_command
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", nargs="?", help="preset name (a file presets/NAME.yaml)")
+    ap.add_argument("--print", action="store_true", help="print the dvc command instead of running it")
+    ap.add_argument("--list", action="store_true", help="list the presets")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--presets", default="presets")
+    args, extra = ap.parse_known_args()
+    if args.list or not args.name:
+        for p in sorted(Path(args.presets).glob("*.yaml")):
+            print(p.stem)
+        return
+    cmd = exp_run_command(args.name, args.params, args.presets) + extra
+    if args.print:
+        print(shlex.join(cmd))
+        return
+    sys.exit(subprocess.call(cmd))
+
+
+if __name__ == "__main__":
+    run_stage(main)
