@@ -1,0 +1,199 @@
+"""HypoNet: the algorithm on real photos, the fallback, and the `hyponet` stage under DVC."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from synthmix import hyponet as H
+from synthmix.errors import DataError, MissingAssetError
+from synthmix.imagenet import ImageNetClassifier, imagenet_wnids
+from synthmix.manifest import file_sha256, write_manifest
+from synthmix.params import HyponetParams
+from synthmix.wordnet import load_wordnet
+
+skdata = pytest.importorskip("skimage.data", reason="scikit-image (test extra) ships the photos")
+
+
+@pytest.fixture(scope="module")
+def wn():
+    try:
+        return load_wordnet()
+    except MissingAssetError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return ImageNetClassifier("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A manifest of real photos: Chelsea labelled "cat" (right) and a coffee cup labelled "dog"
+    (a class its image does not show: the classifier's answer, espresso, is unrelated)."""
+    root = tmp_path_factory.mktemp("photos")
+    records = []
+    for label, name in (("cat", "chelsea"), ("dog", "coffee")):
+        path = root / f"{name}.png"
+        Image.fromarray(getattr(skdata, name)()).save(path)
+        records.append({"path": str(path), "label": label, "source": "real", "sha256": file_sha256(path)})
+    write_manifest(root / "train.jsonl", records)
+    from synthmix.manifest import read_manifest
+
+    return read_manifest(root / "train.jsonl")
+
+
+def params(**kw) -> HyponetParams:
+    return HyponetParams(**{"samples_per_class": 1, **kw})
+
+
+def test_a_correctly_classified_class_uses_the_classifier_answer(wn, clf, photos):
+    kept, report = H.hyponet_class(wn, clf, "cat", photos, params())
+    answer = report["answers"][0]
+    assert answer["wnid"] in {"n02123045", "n02123159", "n02124075"}  # tabby / tiger / Egyptian cat
+    assert answer["related"] is True and answer["used"] is True and answer["distance_to_class"] <= 2
+    assert report["fallback"] == {"taken": False, "reason": None}
+    assert report["hypernyms"] == ["domestic_cat.n.01"]
+    assert {"tabby", "Siamese cat", "Persian cat"} <= set(kept) or len(kept) == report["entries_available"]
+    assert report["n_kept"] == len(kept) == min(40, report["entries_available"])
+    assert kept == sorted(kept, key=lambda t: (t.lower(), t))
+    assert report["samples"][0]["top5"][0]["wnid"] == answer["wnid"]
+
+
+def test_a_misclassified_class_falls_back_to_its_own_synset(wn, clf, photos):
+    kept, report = H.hyponet_class(wn, clf, "dog", photos, params())
+    answer = report["answers"][0]
+    assert answer["label"].startswith("espresso")
+    assert answer["related"] is False and answer["used"] is False
+    assert report["fallback"]["taken"] is True
+    assert "unrelated to dog.n.01" in report["fallback"]["reason"]
+    assert report["synsets"] == ["dog.n.01"] and report["hypernyms"] == ["canine.n.02"]
+    assert {"dog", "wolf", "fox"} <= set(kept)  # canines, not coffees
+
+    # fallback: none keeps the classifier's answer, as the source did, and says so
+    kept, report = H.hyponet_class(wn, clf, "dog", photos, params(fallback="none"))
+    assert report["fallback"]["taken"] is False and "kept anyway" in report["fallback"]["reason"]
+    assert report["synsets"] == ["espresso.n.01"] and "cappuccino" in kept
+
+    # a confidence threshold rejects even a related answer
+    _, report = H.hyponet_class(wn, clf, "cat", photos, params(min_confidence=0.99))
+    assert report["fallback"]["taken"] is True and "min_confidence" in report["fallback"]["reason"]
+
+
+def test_subset_depth_lemmas_and_seed(wn, clf, photos):
+    small = params(fallback="class_synset", max_count=3, depth="subtree", lemmas="all")
+    kept, report = H.hyponet_class(wn, clf, "dog", photos, small)
+    assert len(kept) == 3 and report["entries_available"] > 100  # every canine below canine.n.02
+    again, _ = H.hyponet_class(wn, clf, "dog", photos, small)
+    assert again == kept
+    other, _ = H.hyponet_class(wn, clf, "dog", photos, small.model_copy(update={"seed": 1}))
+    assert other != kept
+    assert all("_" not in entry for entry in kept)
+
+
+def test_too_few_entries_climb_one_hypernym_up_and_say_so(wn, clf, photos):
+    kept, report = H.hyponet_class(wn, clf, "dog", photos, params(fallback="none", min_count=20))
+    assert report["climbed_from"] == [{"hypernyms": ["coffee.n.01"], "entries": 13}]
+    assert report["hypernyms"] == ["beverage.n.01"] and report["entries_available"] >= 20
+    assert "espresso" not in kept and "coffee" in kept  # coffee's siblings now
+    # unreachable: the level with the most entries below the root, not the root's 3
+    _, report = H.hyponet_class(wn, clf, "dog", photos, params(fallback="none", min_count=1000))
+    assert report["hypernyms"] == ["substance.n.07"] and len(report["climbed_from"]) == 3
+
+
+def test_invalid_hyponet_params_name_the_key():
+    from synthmix.errors import ParamsError
+    from synthmix.params import load_params, validate_params
+    import yaml
+
+    raw = yaml.safe_load(open("params.yaml"))
+    assert load_params("params.yaml").hyponet.class_synsets == {"t_shirt_top": "tee_shirt.n.01"}
+    for key, value, expect in (("aggregate", "median", "hyponet.aggregate = 'median'"),
+                               ("max_count", 0, "hyponet.max_count = 0"),
+                               ("invert", "sometimes", "hyponet.invert"),
+                               ("classifer", "resnet50", "hyponet.classifer: unknown key")):
+        bad = {**raw, "hyponet": {**raw["hyponet"], key: value}}
+        with pytest.raises(ParamsError, match=expect.replace(".", r"\.")):
+            validate_params(bad)
+
+
+def test_combine_vote_mean_union():
+    probs = torch.zeros(3, 1000)
+    probs[0, 5], probs[0, 7] = 0.6, 0.4
+    probs[1, 5], probs[1, 7] = 0.55, 0.45
+    probs[2, 7] = 1.0
+    vote = H.combine(probs, "vote")
+    assert [a.index for a in vote] == [5] and vote[0].votes == 2
+    mean = H.combine(probs, "mean")
+    assert [a.index for a in mean] == [7] and mean[0].confidence == pytest.approx((0.4 + 0.45 + 1) / 3)
+    assert [a.index for a in H.combine(probs, "union")] == [5, 7]
+
+
+def test_sample_choice_is_seeded_per_class():
+    recs = [{"path": f"/x/{c}/{i}.png", "label": c} for c in ("a", "b") for i in range(20)]
+    one = H.choose_samples(recs, "a", 3, seed=0)
+    assert one == H.choose_samples(recs + [{"path": "/x/c/0.png", "label": "c"}], "a", 3, seed=0)
+    assert all(r["label"] == "a" for r in one)
+    assert one != H.choose_samples(recs, "a", 3, seed=1)
+    with pytest.raises(DataError, match="hyponet.samples_per_class = 21"):
+        H.choose_samples(recs, "a", 21, seed=0)
+
+
+def test_label_text_mapping_follows_the_source(wn):
+    crane_bird = imagenet_wnids().index("n02012849")
+    assert H.answer_synset(wn, crane_bird, "offset").name() == "crane.n.05"
+    assert H.answer_synset(wn, crane_bird, "label_text").name() == "crane.n.01"  # the writer, as the source would
+
+
+# ----------------------------------------------------------------------------- the DVC stage
+
+
+@pytest.mark.e2e
+def test_hyponet_stage_under_dvc(tmp_path, wn):
+    from dvc_repo import TINY, make_repo, require_fashion_mnist
+
+    require_fashion_mnist()
+    repo = make_repo(tmp_path, TINY)
+    classes = TINY["prepare"]["classes"]
+    assert repo.repro("hyponet") == {"prepare", "hyponet"}
+
+    wild = repo.root / "prompts/wildcards/hyponyms"
+    files = {c: (wild / f"{c}.txt").read_text() for c in classes}
+    for c, text in files.items():
+        lines = text.splitlines()
+        assert lines and all(line.strip() == line and line for line in lines), (c, text)
+        assert len(lines) == len(set(lines)) <= 40
+        report = json.loads((repo.root / f"metrics/hyponet/{c}.json").read_text())
+        assert report["kept"] == lines and len(report["samples"]) == 5
+        assert report["fallback"]["taken"] == (not report["answers"][0]["related"])
+        assert all(s["inverted"] for s in report["samples"])  # Fashion-MNIST: bright on black
+    metrics = json.loads((repo.root / "metrics/hyponet.json").read_text())
+    assert set(metrics["classes"]) == set(classes)
+    t_shirt = json.loads((repo.root / "metrics/hyponet/t_shirt_top.json").read_text())
+    assert t_shirt["class_synset"] == "jersey.n.03" and t_shirt["class_synset_from"] == "hyponet.class_synsets"
+
+    # the wildcard files are git-tracked (cache: false), not DVC-cached and git-ignored
+    assert "prompts/wildcards/hyponyms/trouser.txt" in repo.run("git", "status", "--porcelain", "-uall").stdout
+
+    # deterministic: a forced re-run writes the same bytes
+    assert repo.repro("-f", "-s", "hyponet") == {"hyponet"}
+    assert {c: (wild / f"{c}.txt").read_text() for c in classes} == files
+
+    # a params change of the stage re-runs only the stage
+    repo.set_params(hyponet={"max_count": 3})
+    assert repo.repro("hyponet") == {"hyponet"}
+    assert all(len((wild / f"{c}.txt").read_text().splitlines()) <= 3 for c in classes)
+
+    # missing WordNet: a clear message naming the fix, no traceback
+    repo.set_params(hyponet={"wordnet": str(tmp_path / "no-wordnet")})
+    proc = repo.run("python", "stages/hyponet.py", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "error: hyponet.wordnet" in proc.stderr and "make setup" in proc.stderr
+    assert "Traceback" not in proc.stderr
