@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Stage evaluate: accuracy, per-class accuracy and confusion matrix of one run on the real test split."""
+"""Stage evaluate: accuracy, per-class accuracy and confusion matrix of one run on the real test split,
+and, with evaluate.extra_test_sets, the accuracy on each extra real test set and their average."""
 
 from pathlib import Path
 
 from synthmix.atomic import write_json
 from synthmix.cli import run_stage, stage_parser
-from synthmix.evaluation import evaluate_classifier
+from synthmix.crossdata import cross_dataset_summary
+from synthmix.evaluation import evaluate_classifier, evaluate_extra_sets
 from synthmix.manifest import read_manifest
 from synthmix.params import load_params
 
@@ -28,6 +30,11 @@ def main() -> None:
         batch_size=params.evaluate.batch_size,
         device=params.train.device,
     )
+    extra_sets = params.evaluate.extra_test_sets
+    if extra_sets:  # cross-dataset evaluation: accuracy per extra real test set and the average
+        extra = evaluate_extra_sets(Path(args.models_dir) / f"{run}.pt", list(extra_sets),
+                                    batch_size=params.evaluate.batch_size, device=params.train.device)
+        result.update(cross_dataset_summary(result["accuracy"], extra), extra_test_sets=extra)
     write_json(Path(args.metrics_dir) / f"{run}.json", {"mix": args.mix, "seed": args.seed, **result})
 
 

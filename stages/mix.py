@@ -15,7 +15,7 @@ def main() -> None:
     parser.add_argument("name", help="mix name, e.g. pct60 or aug100")
     parser.add_argument("--real", default="data/real/train.jsonl")
     parser.add_argument("--classes", default="data/real/classes.json")
-    parser.add_argument("--synthetic", default="data/synthetic/manifest.jsonl")
+    parser.add_argument("--synthetic", default="data/qc/manifest.jsonl", help="synthetic images kept by the qc stage")
     parser.add_argument("--out-dir", default="data/mixes")
     args = parser.parse_args()
     params = load_params(args.params)

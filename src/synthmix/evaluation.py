@@ -66,3 +66,35 @@ def evaluate_classifier(
         "best_epoch": ckpt["best_epoch"],
         "best_val_accuracy": round(ckpt["val_accuracy"], 6),
     }
+
+
+def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, device: str = "auto") -> dict[str, dict]:
+    """Accuracy of one classifier on each extra real test set (``evaluate.extra_test_sets``).
+
+    Returns {set name: {accuracy, n_test, per_class_accuracy, class_map, source}}; see
+    :mod:`synthmix.crossdata` for loading and class mapping.
+    """
+    from .crossdata import load_test_set
+
+    if not specs:
+        return {}
+    dev = pick_device(device)
+    model, ckpt = load_classifier(checkpoint, dev)
+    classes = ckpt["classes"]
+    mean = torch.tensor(ckpt["mean"], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(ckpt["std"], device=dev).view(1, 3, 1, 1)
+    out = {}
+    for spec in specs:
+        x, y, info = load_test_set(spec, classes, ckpt["input_size"])
+        pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
+        correct = pred == y
+        out[spec.name] = {
+            "accuracy": round(correct.float().mean().item(), 6),
+            "n_test": len(y),
+            "per_class_accuracy": {
+                c: round(correct[y == i].float().mean().item(), 6) for i, c in enumerate(classes) if (y == i).any()
+            },
+            **{k: v for k, v in info.items() if k != "n"},
+        }
+        log.info("%s: accuracy %.4f on %d images", spec.name, out[spec.name]["accuracy"], len(y))
+    return out

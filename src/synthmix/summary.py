@@ -381,6 +381,13 @@ def summarize(
             "ci_high": msc["ci_high"],
             "per_class_accuracy": _mean_per_class([runs[(mix, s)] for s in expected]),
             "is_baseline": mix == baseline,
+            # cross-dataset evaluation (evaluate.extra_test_sets): mean over seeds of the per-run
+            # average accuracy over the main and extra real test sets; None without extra sets
+            "accuracy_avg_mean": (
+                float(np.mean([float(runs[(mix, s)]["accuracy_avg"]) for s in expected]))
+                if all("accuracy_avg" in runs[(mix, s)] for s in expected)
+                else None
+            ),
         }
         if mix == baseline:
             rec.update(delta_points=0.0, delta_points_per_seed=[0.0] * len(acc),
@@ -439,19 +446,21 @@ def exp_metrics(summary: dict, digits: int = 6) -> dict:
     """The summary shaped for ``dvc exp show``, floats rounded to ``digits`` significant digits.
 
     Columns: ``accuracy.<mix>`` (mean over seeds, a fraction), ``accuracy_std.<mix>`` and
-    ``delta_vs_baseline.<mix>`` (percentage points). The full summary (intervals, tests,
+    ``delta_vs_baseline.<mix>`` (percentage points); with extra test sets also
+    ``accuracy_avg.<mix>`` (the cross-dataset average). The full summary (intervals, tests,
     per-class accuracy) goes to a separate file, see :func:`rounded`, so that ``dvc exp show``
     stays readable.
     """
     mixes = summary["mixes"]
-    return _round_sig(
-        {
-            "accuracy": {m: r["accuracy_mean"] for m, r in mixes.items()},
-            "accuracy_std": {m: r["accuracy_std"] for m, r in mixes.items()},
-            "delta_vs_baseline": {m: r["delta_points"] for m, r in mixes.items()},
-        },
-        digits,
-    )
+    out = {
+        "accuracy": {m: r["accuracy_mean"] for m, r in mixes.items()},
+        "accuracy_std": {m: r["accuracy_std"] for m, r in mixes.items()},
+        "delta_vs_baseline": {m: r["delta_points"] for m, r in mixes.items()},
+    }
+    if any(r.get("accuracy_avg_mean") is not None for r in mixes.values()):
+        # with extra test sets: the average over all real test sets (``accuracy_avg.<mix>``)
+        out["accuracy_avg"] = {m: r.get("accuracy_avg_mean") for m, r in mixes.items()}
+    return _round_sig(out, digits)
 
 
 def rounded(summary: dict, digits: int = 6) -> dict:
