@@ -1,0 +1,155 @@
+"""seg_train / seg_evaluate: segmentation-models-pytorch models trained on a mix, scored on real test.
+
+Two light architectures stand in for the source's real-time pair (BiSeNetV2 / PP-LiteSeg):
+smp ``Linknet`` and ``FPN`` on a small encoder (``seg_train.encoder``, resnet18 by default),
+randomly initialised offline (``encoder_weights: null``) or from smp's ImageNet weights.
+Cross-entropy with the ignore index, AdamW, random horizontal flips, and the epoch with the
+best validation mIoU is kept. Inputs use the ImageNet mean / std that smp encoders expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..atomic import atomic_open
+from ..errors import DataError, MissingAssetError, ParamsError
+from ..params import SegTrainParams
+from ..seeding import derive_seed, seed_everything
+from .metrics import IoUMeter
+
+log = logging.getLogger(__name__)
+
+FORMAT = "synthmix-seg/1"
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def build_model(name: str, encoder: str, encoder_weights: str | None, n_classes: int) -> torch.nn.Module:
+    import segmentation_models_pytorch as smp
+
+    archs = {"linknet": smp.Linknet, "fpn": smp.FPN, "unet": smp.Unet, "pan": smp.PAN}
+    if name not in archs:
+        raise ParamsError(f"seg_train.models: {name!r} is not one of {sorted(archs)}")
+    names = smp.encoders.get_encoder_names()
+    if encoder not in names:
+        raise ParamsError(f"seg_train.encoder = {encoder!r} is not an smp encoder (e.g. resnet18, resnet34, "
+                          f"mobilenet_v2, efficientnet-b0; {len(names)} in all)")  # fmt: skip
+    try:
+        return archs[name](encoder_name=encoder, encoder_weights=encoder_weights, classes=n_classes, in_channels=3)
+    except Exception as exc:  # weights unknown for this encoder, or the download failed (offline)
+        if encoder_weights is None:
+            raise
+        raise MissingAssetError(
+            f"seg_train.encoder_weights = {encoder_weights!r}: the {encoder} ImageNet weights could not be "
+            f"loaded ({type(exc).__name__}: {str(exc)[:200]}). smp downloads them from the Hugging Face Hub "
+            f"(smp-hub/{encoder}.imagenet) on first use into ~/.cache/huggingface; this machine may be offline. "
+            "Set seg_train.encoder_weights: null to train from scratch, or copy that cache from a machine online"
+        ) from exc
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)``."""
+    return (images.permute(0, 3, 1, 2).float() / 255 - MEAN.to(images.device)) / STD.to(images.device)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Class ids ``(N, H, W)`` for uint8 images ``(N, H, W, 3)``."""
+    model.eval()
+    out = []
+    for lo in range(0, len(images), batch_size):
+        out.append(model(to_input(images[lo : lo + batch_size].to(device))).argmax(1).cpu())
+    return torch.cat(out).to(torch.uint8)
+
+
+def score(model, images, masks, n_classes, ignore_index, device, batch_size) -> dict:
+    meter = IoUMeter(n_classes, ignore_index)
+    meter.update(predict(model, images, device, batch_size), masks)
+    return meter.compute()
+
+
+def train_segmenter(
+    params: SegTrainParams, model_name: str, seed: int, train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray], n_classes: int, ignore_index: int, checkpoint: str | os.PathLike,
+    device: torch.device, extra: dict | None = None,
+) -> dict:  # fmt: skip
+    """Train one model on ``train`` (images, masks), keep the best epoch by val mIoU, save it."""
+    from tqdm.auto import tqdm
+
+    x_tr, y_tr = torch.from_numpy(train[0]), torch.from_numpy(train[1])
+    x_va, y_va = torch.from_numpy(val[0]), torch.from_numpy(val[1])
+    if len(x_tr) == 0:
+        raise DataError("the training mix holds no pairs")
+    seed_everything(derive_seed("seg-train", model_name, seed) % 2**31)
+    model = build_model(model_name, params.encoder, params.encoder_weights, n_classes).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
+    g = torch.Generator().manual_seed(derive_seed("seg-batches", seed) % 2**63)
+    best, best_state, history = -1.0, None, []
+    start = time.perf_counter()
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_tr), generator=g)
+        losses = []
+        bar = tqdm(range(0, len(order), params.batch_size), desc=f"{model_name} epoch {epoch}/{params.epochs}",
+                   unit="batch", leave=False)  # fmt: skip
+        for lo in bar:
+            idx = order[lo : lo + params.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            x, y = x_tr[idx], y_tr[idx].long()
+            if params.augment:
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                x[flip], y[flip] = x[flip].flip(2), y[flip].flip(2)
+            logits = model(to_input(x.to(device)))
+            loss = F.cross_entropy(logits, y.to(device), ignore_index=ignore_index)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        val_scores = score(model, x_va, y_va, n_classes, ignore_index, device, 64)
+        history.append({"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5),
+                        "val_miou": round(val_scores["miou"], 5)})  # fmt: skip
+        log.info("%s seed %d epoch %d: loss %.4f, val mIoU %.4f", model_name, seed, epoch, history[-1]["train_loss"], val_scores["miou"])
+        if val_scores["miou"] > best:
+            best = val_scores["miou"]
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_epoch = epoch
+    seconds = time.perf_counter() - start
+    record = {
+        "model": model_name, "encoder": params.encoder, "encoder_weights": params.encoder_weights,
+        "seed": seed, "best_epoch": best_epoch, "val_miou": round(best, 6), "train_pairs": len(x_tr),
+        "train_seconds": round(seconds, 2), **(extra or {}),
+    }  # fmt: skip
+    with atomic_open(checkpoint, "wb") as fh:
+        torch.save({"format": FORMAT, "n_classes": n_classes, "ignore_index": ignore_index, **record,
+                    "state_dict": best_state}, fh)  # fmt: skip
+    return {**record, "history": history}
+
+
+def load_segmenter(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise MissingAssetError(f"{path} not found: run its seg_train stage first (dvc repro)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != FORMAT:
+        raise MissingAssetError(f"{path} is not a {FORMAT} checkpoint: re-run seg_train")
+    model = build_model(state["model"], state["encoder"], None, state["n_classes"])
+    model.load_state_dict(state.pop("state_dict"))
+    return model.to(device).eval(), state
+
+
+def run_name(mix: str, model: str, seed: int) -> str:
+    return f"{mix}-{model}-seed{seed}"
+
+
+__all__: Sequence[str] = ["build_model", "load_segmenter", "predict", "run_name", "score", "train_segmenter"]
