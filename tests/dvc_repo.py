@@ -29,6 +29,18 @@ TINY = {
     "generate": {"per_class": 12, "steps": 2, "batch_size": 16},
     "mix": {"names": ["pct0", "pct50", "pct100", "aug50"]},
     "train": {"seeds": [0, 1], "epochs": 1, "batch_size": 16},
+    # fidelity: 8 images per class and set through Inception (a few seconds); small report sheets
+    "fidelity": {"max_per_class": 8, "kid_subsets": 10},
+    "report": {"sheet_per_class": 8},
+    # segmentation branch: 32 px scenes, a few pairs, 2-3 optimiser steps per model
+    "seg_prepare": {"image_size": 32, "train_count": 16, "val_count": 4, "test_count": 4,
+                    "items_per_scene": [1, 2], "item_size": [12, 20]},
+    "seg_train_labels": {"resolution": 16, "block_out_channels": [8, 16], "steps": 3, "batch_size": 8},
+    "seg_generate_labels": {"count": 4, "steps": 2},
+    "seg_train_spade": {"ngf": 8, "ndf": 8, "spade_hidden": 8, "z_dim": 8, "steps": 2, "batch_size": 4},
+    "seg_mix": {"names": ["rep0", "rep25"]},
+    "seg_train": {"models": ["linknet", "fpn"], "seeds": [0], "epochs": 1, "batch_size": 8},
+    "seg_evaluate": {"overlay_count": 2},
 }
 
 

@@ -30,8 +30,17 @@ def repo(tmp_path_factory):
 def test_repro_builds_every_stage(repo):
     ran = repo.repro()
     expected = {"prepare", "train_generator", "generate", "summarize"}
+    expected |= {"hyponet"}
+    expected |= {"qc", "fidelity_real", "fidelity", "report"}
     expected |= {f"mix@{m}" for m in MIXES}
     expected |= {f"{s}@{m}-{seed}" for s in ("train", "evaluate") for m in MIXES for seed in SEEDS}
+    # the segmentation branch (study 5)
+    seg_mixes, seg_models, seg_seeds = TINY["seg_mix"]["names"], TINY["seg_train"]["models"], TINY["seg_train"]["seeds"]
+    expected |= {"seg_prepare", "seg_train_labels", "seg_generate_labels", "seg_train_spade",
+                 "seg_generate_images", "seg_summarize"}
+    expected |= {f"seg_mix@{m}" for m in seg_mixes}
+    expected |= {f"{s}@{m}-{a}-{seed}" for s in ("seg_train", "seg_evaluate")
+                 for m in seg_mixes for a in seg_models for seed in seg_seeds}
     assert ran == expected
 
     summary = json.loads((repo.root / "metrics/summary.json").read_text())
@@ -48,6 +57,22 @@ def test_repro_builds_every_stage(repo):
     repo.commit("first run")
 
 
+def test_report_fidelity_and_plots_render(repo, tmp_path):
+    """The default graph's report, fidelity and QC outputs exist, and `dvc plots show` renders them."""
+    root = repo.root
+    report = (root / "metrics/REPORT.md").read_text()
+    assert "## Fidelity of the synthetic set" in report and "| generated | **all** |" in report
+    fid = json.loads((root / "metrics/fidelity.json").read_text())
+    assert set(fid) == {"generated"} and fid["generated"]["fid"] > 0  # qc is off: no "kept" set
+    assert json.loads((root / "metrics/qc.json").read_text())["n_dropped"] == 0
+    for png in ("sheets/real.png", "confusion_baseline.png", "training_curves.png"):
+        assert (root / "metrics/report" / png).read_bytes()[:4] == b"\x89PNG", png
+    out = tmp_path / "plots"
+    repo.run("dvc", "plots", "show", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "accuracy_vs_fake.csv" in html and "sheets/real.png" in html
+
+
 def test_second_repro_runs_nothing(repo):
     start = time.perf_counter()
     assert repo.repro() == set()
@@ -60,7 +85,7 @@ def test_lr_change_reruns_only_training_and_after(repo):
     ran = repo.repro()
     trains = {f"train@{m}-{s}" for m in MIXES for s in SEEDS}
     assert trains <= ran
-    assert ran <= trains | {f"evaluate@{m}-{s}" for m in MIXES for s in SEEDS} | {"summarize"}
+    assert ran <= trains | {f"evaluate@{m}-{s}" for m in MIXES for s in SEEDS} | {"summarize", "report"}
     repo.commit("lr 3e-3")
 
 
