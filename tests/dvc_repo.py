@@ -50,7 +50,8 @@ def project_files() -> list[str]:
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=60,
     ).stdout.split("\n")
-    skip = ("data/", "models/", "metrics/", "dvc.lock")
+    # outputs of the committed default run, including the git-tracked HypoNet wildcard files
+    skip = ("data/", "models/", "metrics/", "dvc.lock", "prompts/wildcards/hyponyms/")
     return [f for f in out if f and not f.startswith(skip) and (REPO / f).is_file()]
 
 
