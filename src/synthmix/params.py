@@ -48,7 +48,9 @@ class PrepareParams(Section):
         return v
 
 
-class TrainGeneratorParams(Section):
+class DDPMTrainingParams(Section):
+    """A diffusers UNet2DModel DDPM and its training run (train_generator, seg_train_labels)."""
+
     resolution: int = Field(32, ge=8)
     block_out_channels: list[int] = Field(default=[16, 32, 32], min_length=1)
     layers_per_block: int = Field(1, ge=1)
@@ -58,10 +60,27 @@ class TrainGeneratorParams(Section):
     lr: float = Field(2e-4, gt=0)
     num_train_timesteps: int = Field(1000, ge=2)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
-    label_dropout: float = Field(0.1, ge=0, lt=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     seed: int = 0
+
+
+def check_unet_shape(section: str, p: DDPMTrainingParams) -> None:
+    """GroupNorm needs channel counts in multiples of 8; each block after the first halves the size."""
+    if any(c % 8 for c in p.block_out_channels):
+        raise ValueError(
+            f"{section}.block_out_channels = {p.block_out_channels}: "
+            "each entry must be a multiple of 8 (GroupNorm uses 8 groups)"
+        )
+    down = 2 ** (len(p.block_out_channels) - 1)
+    if p.resolution % down:
+        raise ValueError(
+            f"{section}.resolution = {p.resolution} must be divisible by {down} (2 ** (number of blocks - 1))"
+        )
+
+
+class TrainGeneratorParams(DDPMTrainingParams):
+    label_dropout: float = Field(0.1, ge=0, lt=1)
 
 
 # FreeU factors of the prompt-strategy study, per model family (null in params.yaml = these)
@@ -383,19 +402,12 @@ class SegPrepareParams(Section):
         return self
 
 
-class SegTrainLabelsParams(Section):
-    resolution: int = Field(32, ge=8)
-    block_out_channels: list[int] = Field(default=[16, 32, 32], min_length=1)
-    layers_per_block: int = Field(1, ge=1)
-    attention: bool = False
+class SegTrainLabelsParams(DDPMTrainingParams):
+    # the train_generator DDPM without classes; defaults sized for label maps on a CPU
     steps: int = Field(800, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-4, gt=0)
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     ema_decay: float = Field(0.995, ge=0, lt=1)
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    seed: int = 0
 
 
 class SegGenerateLabelsParams(Section):
@@ -555,18 +567,7 @@ class Params(Section):
             raise ValueError(
                 f"summarize.baseline = {self.summarize.baseline!r} is not one of mix.names {self.mix.names}"
             )
-        for c in self.train_generator.block_out_channels:
-            if c % 8:
-                raise ValueError(
-                    f"train_generator.block_out_channels = {self.train_generator.block_out_channels}: "
-                    "each entry must be a multiple of 8 (GroupNorm uses 8 groups)"
-                )
-        down = 2 ** (len(self.train_generator.block_out_channels) - 1)
-        if self.train_generator.resolution % down:
-            raise ValueError(
-                f"train_generator.resolution = {self.train_generator.resolution} must be divisible by "
-                f"{down} (2 ** (number of blocks - 1))"
-            )
+        check_unet_shape("train_generator", self.train_generator)
         return self
 
 
@@ -590,13 +591,7 @@ def seg_checks(p: "Params") -> None:
             f"seg_summarize.baseline = {p.seg_summarize.baseline!r} is not one of seg_mix.names {p.seg_mix.names}"
         )
     tl = p.seg_train_labels
-    if any(c % 8 for c in tl.block_out_channels):
-        raise ValueError(
-            f"seg_train_labels.block_out_channels = {tl.block_out_channels}: each entry must be a multiple of 8"
-        )
-    down = 2 ** (len(tl.block_out_channels) - 1)
-    if tl.resolution % down:
-        raise ValueError(f"seg_train_labels.resolution = {tl.resolution} must be divisible by {down}")
+    check_unet_shape("seg_train_labels", tl)
     size = p.seg_prepare.image_size
     if tl.resolution > size:
         raise ValueError(
