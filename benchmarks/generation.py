@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 
 from synthmix import generate as gen
-from synthmix.generators.sd_architectures import build_pipeline
+from synthmix.generators import base
+from synthmix.config.generation import GenerateParams
 from synthmix.generators.stable_diffusion import StableDiffusionBackend, make_scheduler
-from synthmix.params import GenerateParams
+from synthmix.testing.sd_architectures import build_pipeline
 
 CLASSES = ["automobile", "cat", "horse", "ship", "truck"]
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +74,8 @@ def engine(pipe, n: int, args, device) -> tuple[float, dict]:
                 "negative": "worst quality:1.4, low quality:1.4, drawings", "wildcards_dir": str(REPO / "prompts/wildcards")},
     )
     backend = StableDiffusionBackend(params, None, device, "sd", classes=classes, pipe=pipe)
-    gen.BACKENDS["sd"] = lambda p, d, dev: backend  # the injected pipeline instead of generate.sd.model
-    warm = [gen.Job(classes[0], 0, 10_000 + k, k) for k in range(args.batch)]
+    base.BACKENDS["sd"] = lambda p, d, dev: backend  # the injected pipeline instead of generate.sd.model
+    warm = [base.Job(classes[0], 0, 10_000 + k, k) for k in range(args.batch)]
     backend.generate(warm)  # warm-up (and torch.compile)
     sync(device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@ Both train the same torchvision ResNet-18 on the same PNG files for the same num
 epochs, in this process, on this machine (CUDA when present). The baseline is the usual
 recipe: a Dataset that opens each PNG with PIL, resizes it bicubically and converts it to a
 tensor every epoch, fed by a DataLoader. synthmix decodes once into a uint8 tensor and
-slices batches from it (src/synthmix/training.py).
+slices batches from it (src/synthmix/classify/train.py).
 
     python benchmarks/training.py [--images-per-class 225] [--epochs 3] [--input-size 32]
 """
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from synthmix.manifest import file_sha256
-from synthmix.params import TrainParams
-from synthmix.training import train_classifier
+from synthmix.classify.train import train_classifier
+from synthmix.config.classify import TrainParams
+from synthmix.data.manifest import file_sha256
 
 
 def make_pngs(root: Path, classes: int, per_class: int) -> list[dict]:

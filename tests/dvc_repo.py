@@ -73,6 +73,14 @@ class Repo:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
 
+    def stage_cmd(self, stage: str, **item: str) -> list[str]:
+        """The words of a stage's dvc.yaml ``cmd``, ``${item...}`` filled in (a matrix/foreach stage)."""
+        body = yaml.safe_load((self.root / "dvc.yaml").read_text())["stages"][stage]
+        cmd = (body.get("do") or body)["cmd"]
+        for key, value in item.items():
+            cmd = cmd.replace("${item}" if key == "item" else "${item.%s}" % key, value)
+        return cmd.split()
+
     def repro(self, *args: str) -> set[str]:
         """Run `dvc repro ARGS` and return the names of the stages that ran."""
         out = self.run("dvc", "repro", *args)

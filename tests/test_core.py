@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthmix.atomic import atomic_open, read_json, write_json
-from synthmix.errors import DataError
-from synthmix.images import load_rgb
-from synthmix.manifest import file_sha256, read_manifest, write_manifest
-from synthmix.seeding import derive_seed, image_seed
+from synthmix.core.atomic import atomic_open, read_json, write_json
+from synthmix.core.errors import DataError
+from synthmix.core.seeding import derive_seed, image_seed
+from synthmix.data.images import load_rgb
+from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
 
 
 def test_image_seed_is_stable_and_distinct():

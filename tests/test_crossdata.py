@@ -8,11 +8,16 @@ import torch
 import torchvision
 from PIL import Image
 
-from synthmix.crossdata import class_mapping, cross_dataset_summary, load_test_set
-from synthmix.errors import DataError, ParamsError
-from synthmix.evaluation import evaluate_extra_sets
-from synthmix.params import ExtraTestSet, validate_params
-from synthmix.training import PLAIN_MEAN, PLAIN_STD, predict
+from synthmix.classify.crossdata import (
+    class_mapping,
+    cross_dataset_summary,
+    load_test_set,
+)
+from synthmix.classify.evaluate import evaluate_extra_sets
+from synthmix.classify.train import PLAIN_MEAN, PLAIN_STD, predict
+from synthmix.config import validate_params
+from synthmix.config.classify import ExtraTestSet
+from synthmix.core.errors import DataError, ParamsError
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 

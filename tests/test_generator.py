@@ -15,12 +15,14 @@ import pytest
 from PIL import Image
 
 from synthmix import generate as gen_mod
-from synthmix.errors import DataError, MissingAssetError
+from synthmix.config.generation import GenerateParams, TrainGeneratorParams
+from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.seeding import image_seed
+from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
 from synthmix.generate import generate_synthetic
-from synthmix.generators import ClassConditionalDDPMPipeline, load_generator, train_ddpm
-from synthmix.manifest import file_sha256, read_manifest, write_manifest
-from synthmix.params import GenerateParams, TrainGeneratorParams
-from synthmix.seeding import image_seed
+from synthmix.data.classes import read_class_info
+from synthmix.generators.ddpm import ClassConditionalDDPMPipeline, load_generator
+from synthmix.generators.ddpm_training import load_training_images, train_ddpm
 
 CLASSES = ["circle", "square", "bar"]
 RES = 16
@@ -52,6 +54,14 @@ def _fake_real_set(root: Path, per_class: int = 4, size: int = 20) -> tuple[Path
     return manifest, classes_json
 
 
+def _train(params, manifest, classes_json, out) -> dict:
+    """What the train_generator stage does: load the real split, train on the tensors."""
+    info = read_class_info(classes_json)
+    images, labels = load_training_images(read_manifest(manifest), info["classes"], info["mode"], params.resolution,
+                                          show_progress=False)
+    return train_ddpm(params, images, labels, info["classes"], info["mode"], out, device="cpu", show_progress=False)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("gen")
@@ -60,7 +70,7 @@ def model_dir(tmp_path_factory) -> Path:
         resolution=RES, block_out_channels=[8, 16], steps=60, batch_size=8, lr=1e-3, seed=0
     )
     out = root / "models" / "generator"
-    info = train_ddpm(params, manifest, classes_json, out, device="cpu", show_progress=False)
+    info = _train(params, manifest, classes_json, out)
     assert info["classes"] == CLASSES and np.isfinite(info["final_loss"])
     return out
 
@@ -202,7 +212,7 @@ def test_train_rejects_labels_outside_classes_json(tmp_path):
     classes_json.write_text(json.dumps({"classes": CLASSES[:2], "mode": "L"}))
     params = TrainGeneratorParams(resolution=RES, block_out_channels=[8, 16], steps=1, batch_size=2)
     with pytest.raises(DataError, match="not in classes.json"):
-        train_ddpm(params, manifest, classes_json, tmp_path / "gen", device="cpu", show_progress=False)
+        _train(params, manifest, classes_json, tmp_path / "gen")
     assert not (tmp_path / "gen").exists()
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from synthmix import hyponet as H
-from synthmix.errors import DataError, MissingAssetError
-from synthmix.imagenet import ImageNetClassifier, imagenet_wnids
-from synthmix.manifest import file_sha256, write_manifest
-from synthmix.params import HyponetParams
-from synthmix.wordnet import load_wordnet
+from synthmix.config.hyponet import HyponetParams
+from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.data.manifest import file_sha256, write_manifest
+from synthmix.hyponet import wildcards as H
+from synthmix.hyponet.imagenet import ImageNetClassifier, imagenet_wnids
+from synthmix.hyponet.wordnet import load_wordnet
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (test extra) ships the photos")
 
@@ -45,7 +45,7 @@ def photos(tmp_path_factory):
         Image.fromarray(getattr(skdata, name)()).save(path)
         records.append({"path": str(path), "label": label, "source": "real", "sha256": file_sha256(path)})
     write_manifest(root / "train.jsonl", records)
-    from synthmix.manifest import read_manifest
+    from synthmix.data.manifest import read_manifest
 
     return read_manifest(root / "train.jsonl")
 
@@ -109,9 +109,10 @@ def test_too_few_entries_climb_one_hypernym_up_and_say_so(wn, clf, photos):
 
 
 def test_invalid_hyponet_params_name_the_key():
-    from synthmix.errors import ParamsError
-    from synthmix.params import load_params, validate_params
     import yaml
+
+    from synthmix.config import load_params, validate_params
+    from synthmix.core.errors import ParamsError
 
     raw = yaml.safe_load(open("params.yaml"))
     assert load_params("params.yaml").hyponet.class_synsets == {"t_shirt_top": "tee_shirt.n.01"}
@@ -193,7 +194,7 @@ def test_hyponet_stage_under_dvc(tmp_path, wn):
 
     # missing WordNet: a clear message naming the fix, no traceback
     repo.set_params(hyponet={"wordnet": str(tmp_path / "no-wordnet")})
-    proc = repo.run("python", "stages/hyponet.py", check=False)
+    proc = repo.run(*repo.stage_cmd("hyponet"), check=False)
     assert proc.returncode == 2, proc.stderr
     assert "error: hyponet.wordnet" in proc.stderr and "make setup" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from synthmix import imagenet as I
-from synthmix.errors import MissingAssetError
+from synthmix.core.errors import MissingAssetError
+from synthmix.hyponet import imagenet as I
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (test extra) ships the photos")
 

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from synthmix.errors import DataError
-from synthmix.mixing import build_mix, mix_counts
+from synthmix.core.errors import DataError
+from synthmix.mixes import build_mix, mix_counts
 
 CLASSES = ["bear", "cat", "dog"]
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthmix.errors import ParamsError
-from synthmix.params import fake_count, load_params, validate_params
+from synthmix.config import load_params, validate_params
+from synthmix.core.errors import ParamsError
+from synthmix.mixes import MixSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,4 +104,4 @@ def test_not_a_mapping(tmp_path):
      (225, "pct80", 180), (225, "pct100", 225), (10, "pct50", 5), (1, "pct50", 1)],
 )
 def test_fake_count_rounds_half_up(total, name, expected):
-    assert fake_count(total, name) == expected
+    assert MixSpec.parse(name).counts(total, total)[1] == expected

@@ -13,7 +13,6 @@ import shutil
 import time
 
 import pytest
-
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +115,7 @@ def test_push_pull_round_trip(repo, tmp_path):
 
 def test_invalid_params_stop_the_stage_with_a_clear_message(repo):
     repo.set_params(train={"lr": -1})
-    proc = repo.run("python", "stages/train.py", "pct0", "0", check=False)
+    proc = repo.run(*repo.stage_cmd("train", mix="pct0", seed="0"), check=False)
     assert proc.returncode == 2
     assert "train.lr = -1" in proc.stderr and "greater than 0" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from synthmix.errors import DataError, MissingAssetError, ParamsError
-from synthmix.manifest import file_sha256, read_manifest
-from synthmix.params import PrepareParams
-from synthmix.prepare import prepare_real
-from synthmix.sources import (
+from synthmix.config.data import PrepareParams
+from synthmix.core.errors import DataError, MissingAssetError, ParamsError
+from synthmix.data.manifest import file_sha256, read_manifest
+from synthmix.data.prepare import prepare_real
+from synthmix.data.sources import (
     FASHION_MNIST_CLASSES,
     ImageFolderSource,
     load_torchvision,
@@ -266,8 +266,9 @@ def test_torchvision_cifar10_rgb_splits(monkeypatch, tmp_path):
 
 
 def test_torchvision_download_failure_is_explained(monkeypatch, tmp_path):
-    import torchvision.datasets
     from urllib.error import URLError
+
+    import torchvision.datasets
 
     def offline(*args, **kwargs):
         raise URLError("Name or service not known")

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides
 
-from synthmix.errors import ParamsError
-from synthmix.presets import deep_merge, exp_run_command, load_preset
+from synthmix.config.presets import deep_merge, exp_run_command, load_preset
+from synthmix.core.errors import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))

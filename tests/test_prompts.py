@@ -7,11 +7,15 @@ from pathlib import Path
 import pytest
 from compel import Compel
 
-from synthmix.clip_vocab import build_clip_tokenizer_files, bytes_to_unicode, clip_tokenizer
-from synthmix.errors import DataError
-from synthmix.params import PromptParams
-from synthmix.prompts import PromptBuilder, to_compel
-from synthmix.seeding import image_seed
+from synthmix.config.generation import PromptParams
+from synthmix.core.errors import DataError
+from synthmix.core.seeding import image_seed
+from synthmix.generators.prompts import PromptBuilder, to_compel
+from synthmix.testing.clip_vocab import (
+    build_clip_tokenizer_files,
+    bytes_to_unicode,
+    clip_tokenizer,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FP = "best quality, 8k, realistic, photo-realistic:1.4"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dvc_repo import FASHION_MNIST
 from PIL import Image
 
-from synthmix.contact import contact_sheet
-from synthmix.manifest import file_sha256
-from synthmix.params import QCParams
-from synthmix.qc import caption, hamming, markdown_report, near_duplicates, phash, run_qc
-from synthmix.sources import load_fashion_mnist_debian
-
-from dvc_repo import FASHION_MNIST
+from synthmix.classify.qc import (
+    caption,
+    hamming,
+    markdown_report,
+    near_duplicates,
+    phash,
+    run_qc,
+)
+from synthmix.config.classify import QCParams
+from synthmix.data.manifest import file_sha256
+from synthmix.data.sources import load_fashion_mnist_debian
+from synthmix.reporting.contact import contact_sheet
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 IDS = {"t_shirt_top": 0, "trouser": 1, "sneaker": 7}
@@ -62,8 +68,8 @@ def sets(tmp_path_factory):
 
 def test_qc_drops_planted_wrong_class_and_duplicates_and_keeps_the_rest(sets):
     root, real, val, syn, planted = sets
-    params = QCParams(enabled=True, epochs=8, input_size=16, confidence=0.99, device="cpu")
-    kept, dropped, stats = run_qc(params, syn, real, val, CLASSES, root / "work")
+    params = QCParams(enabled=True, epochs=8, input_size=16, confidence=0.99)
+    kept, dropped, stats = run_qc(params, syn, real, val, CLASSES, root / "work", device="cpu")
     got = {d["path"]: d["qc_reason"]["reason"] for d in dropped}
     assert got == planted, [(d["path"], d["qc_reason"]) for d in dropped]
     assert len(kept) == len(syn) - len(planted) and not {r["path"] for r in kept} & set(planted)

@@ -8,16 +8,16 @@ import json
 
 import numpy as np
 import pytest
-
 from dvc_repo import TINY, make_repo, require_fashion_mnist
-from synthmix.inception import CONVERTED_NAME, weights_dir
+
+from synthmix.quality.inception import CONVERTED_NAME, weights_dir
 
 pytestmark = pytest.mark.e2e
 
 
 def _folder_test_set(root):
     """Fashion-MNIST test photos under other folder names, plus a class the experiment lacks."""
-    from synthmix.sources import load_fashion_mnist_debian
+    from synthmix.data.sources import load_fashion_mnist_debian
 
     src = load_fashion_mnist_debian("/usr/share/datasets/fashion-mnist")
     labels = src.labels("test")

@@ -20,14 +20,16 @@ import yaml
 from PIL import Image
 
 from synthmix import generate as gen_mod
-from synthmix.errors import MissingAssetError, ParamsError
-from synthmix.generate import Job, generate_synthetic
-from synthmix.generators.sd_architectures import build_pipeline
-from synthmix.generators.sd_single_file import export_single_file
+from synthmix.config import validate_params
+from synthmix.config.generation import GenerateParams
+from synthmix.core.errors import MissingAssetError, ParamsError
+from synthmix.data.manifest import file_sha256, read_manifest
+from synthmix.generate import generate_synthetic
+from synthmix.generators.base import Job
+from synthmix.generators.prompts import ImagePrompt, to_compel
 from synthmix.generators.stable_diffusion import StableDiffusionBackend, regenerate
-from synthmix.manifest import file_sha256, read_manifest
-from synthmix.params import GenerateParams, validate_params
-from synthmix.prompts import ImagePrompt, to_compel
+from synthmix.testing.sd_architectures import build_pipeline
+from synthmix.testing.sd_single_file import export_single_file
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "ship"]
@@ -258,8 +260,8 @@ def test_stage_two_processes_equal_one_and_stage_errors(models, tmp_path):
 
     def stage(out: str, rank: int = 0, world: int = 1, wait: bool = True):
         cmd = [sys.executable, str(REPO / "stages" / "generate.py"), "--params", str(params),
-               "--model", str(models["generator"]), "--out", str(tmp_path / out),
-               "--metrics", str(tmp_path / f"{out}.json"), "--scratch", str(tmp_path / f".partial-{out}")]
+               "--model", str(models["generator"]), "--wildcards", raw["generate"]["prompt"]["wildcards_dir"],
+               "--out", str(tmp_path / out / "synthetic"), "--metrics", str(tmp_path / f"{out}.json")]
         proc = subprocess.Popen(cmd, env={**env, "RANK": str(rank), "WORLD_SIZE": str(world)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return proc.communicate(timeout=600) + (proc.returncode,) if wait else proc
@@ -268,7 +270,7 @@ def test_stage_two_processes_equal_one_and_stage_errors(models, tmp_path):
     one = stage("one")
     results = [p.communicate(timeout=600) + (p.returncode,) for p in two]
     assert one[2] == 0 and all(r[2] == 0 for r in results), (one, results)
-    assert (tmp_path / "one/manifest.jsonl").read_bytes() == (tmp_path / "two/manifest.jsonl").read_bytes()
+    assert (tmp_path / "one/synthetic/manifest.jsonl").read_bytes() == (tmp_path / "two/synthetic/manifest.jsonl").read_bytes()
     assert json.loads((tmp_path / "two.json").read_text())["world_size"] == 2
 
     raw["generate"]["sd"]["model"] = "/nowhere/sd-v1-4.ckpt"

@@ -12,19 +12,43 @@ import torch
 import yaml
 from PIL import Image
 
-from synthmix.errors import DataError, ParamsError
-from synthmix.params import SegPrepareParams, SegTrainLabelsParams, SegTrainSpadeParams, validate_params
+from synthmix.config import validate_params
+from synthmix.config.segmentation import (
+    SegPrepareParams,
+    SegTrainLabelsParams,
+    SegTrainSpadeParams,
+)
+from synthmix.core.errors import DataError, ParamsError
+from synthmix.mixes import build_seg_mix
 from synthmix.segmentation.data import (
-    decode_mask, find_folder_pairs, load_folder_pair, pair_record, read_pairs, save_mask, save_rgb, split_indices,
+    decode_mask,
+    find_folder_pairs,
+    load_folder_pair,
+    pair_record,
+    read_pairs,
+    save_mask,
+    save_rgb,
+    split_indices,
     write_pairs,
 )
 from synthmix.segmentation.metrics import iou_scores
-from synthmix.segmentation.mixing import build_seg_mix
 from synthmix.segmentation.postprocess import (
-    UNKNOWN, encode_labels, label_levels, postprocess, quantize, structuring_element,
+    UNKNOWN,
+    encode_labels,
+    label_levels,
+    postprocess,
+    quantize,
+    structuring_element,
 )
 from synthmix.segmentation.spade import (
-    MultiscaleDiscriminator, SpadeConfig, SpadeGAN, SPADEGenerator, d_hinge_loss, g_losses, one_hot, render,
+    MultiscaleDiscriminator,
+    SpadeConfig,
+    SpadeGAN,
+    SPADEGenerator,
+    d_hinge_loss,
+    g_losses,
+    one_hot,
+    render,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +212,11 @@ def test_rendering_is_deterministic_and_independent_of_batch_mates(spade_setup):
 
 
 def test_label_ddpm_trains_one_step_and_samples_maps_per_seed(tmp_path):
-    from synthmix.segmentation.label_ddpm import read_label_info, sample_label_maps, train_label_ddpm
+    from synthmix.segmentation.label_ddpm import (
+        read_label_info,
+        sample_label_maps,
+        train_label_ddpm,
+    )
 
     records = []
     for i in range(4):
@@ -326,7 +354,7 @@ def test_seg_params_errors_name_the_key(raw, section, key, value, fragment):
 
 
 def test_scene_set_errors_name_the_seg_keys(tmp_path):
-    from synthmix.errors import MissingAssetError
+    from synthmix.core.errors import MissingAssetError
     from synthmix.segmentation.prepare import prepare_segmentation
 
     with pytest.raises(MissingAssetError, match="point seg_prepare.root at .* use seg_prepare.source: folder_pairs"):
@@ -335,8 +363,8 @@ def test_scene_set_errors_name_the_seg_keys(tmp_path):
 
 
 def test_scene_masks_are_the_items_own_silhouettes():
+    from synthmix.data.sources import ArraySource
     from synthmix.segmentation.scenes import SceneSpec, make_scene
-    from synthmix.sources import ArraySource
 
     photos = np.zeros((2, 28, 28), np.uint8)
     photos[0, 4:24, 10:18] = 200  # a "trouser": a bright bar on black

@@ -15,8 +15,8 @@ import yaml
 from PIL import Image
 from scipy import stats
 
-from synthmix.errors import DataError, SynthmixError
-from synthmix.summary import (
+from synthmix.core.errors import DataError, SynthmixError
+from synthmix.reporting.summary import (
     exp_metrics,
     fake_share,
     load_predictions,
@@ -282,11 +282,16 @@ def test_exp_metrics_keeps_few_top_level_columns():
 # ---------------------------------------------------------------- the stage script
 
 
-def _stage(monkeypatch, tmp_path, *argv: str) -> None:
+def _stage(monkeypatch, tmp_path) -> None:
+    """The summarize stage as dvc.yaml runs it, with its paths relative to the repository."""
+    from synthmix.config import load_params
+    from synthmix.core.stage import stage_parser
+    from synthmix.reporting.summary import summarize_stage
+
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["summarize.py", *argv])
-    ns = runpy.run_path(str(REPO / "stages" / "summarize.py"), run_name="summarize_stage")
-    ns["main"]()
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["summarize"]["cmd"].split()[2:]
+    args = vars(stage_parser(summarize_stage).parse_args(cmd))
+    summarize_stage(load_params(args.pop("params")), **args)
 
 
 def test_stage_writes_all_outputs_and_names_a_missing_file(tmp_path, monkeypatch):

@@ -7,11 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from synthmix.errors import MissingAssetError
-from synthmix.evaluation import evaluate_classifier
-from synthmix.manifest import file_sha256
-from synthmix.params import TrainParams
-from synthmix.training import build_model, load_images, random_crop_flip, train_classifier
+from synthmix.classify.evaluate import evaluate_classifier
+from synthmix.classify.train import (
+    build_model,
+    load_images,
+    random_crop_flip,
+    train_classifier,
+)
+from synthmix.config.classify import TrainParams
+from synthmix.core.errors import MissingAssetError
+from synthmix.data.manifest import file_sha256
 
 CLASSES = ["dark", "light"]
 

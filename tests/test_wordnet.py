@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from synthmix import wordnet as W
-from synthmix.errors import MissingAssetError, ParamsError
-from synthmix.imagenet import imagenet_wnids
+from synthmix.core.errors import MissingAssetError, ParamsError
+from synthmix.hyponet import wordnet as W
+from synthmix.hyponet.imagenet import imagenet_wnids
 
 
 def _wordnet_or_skip():

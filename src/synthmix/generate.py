@@ -13,12 +13,7 @@ finished images, verifies they decode and generates only the missing ones. Every
 written atomically. At the end the manifest is written and the scratch folder is renamed
 to ``out_dir``.
 
-Backends. ``params.backend`` selects a backend from :data:`BACKENDS`; a backend opens the
-model and turns a batch of :class:`Job` (class, index, seed) into PIL images: ``ddpm`` (the
-trained offline DDPM), ``sd`` and ``sdxl`` (Stable Diffusion, imported on use from
-:mod:`synthmix.generators.stable_diffusion`). More can be added with :func:`register_backend`.
-A backend may also set ``size`` ((width, height) when not square) and ``save_size`` (write
-a downsampled copy that the manifest's ``path`` points to, the full image in ``full_path``).
+Backends (:mod:`synthmix.generators.base`): ``params.backend`` names one in its registry.
 
 Writing. PNG encoding and writing run on ``params.write_threads`` background threads
 (:class:`ImageWriter`) while the backend samples the next batch.
@@ -31,148 +26,25 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import save_image
-from .device import autocast_dtype, pick_device
-from .errors import DataError, ParamsError
-from .generators import replace_dir
-from .manifest import file_sha256, write_manifest
-from .params import GenerateParams
-from .seeding import image_seed
+from synthmix.config.generation import GenerateParams
+from synthmix.core.atomic import replace_dir, save_image
+from synthmix.core.device import pick_device
+from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.seeding import image_seed
+from synthmix.data.manifest import file_sha256, write_manifest
+from synthmix.generators.base import IMAGES, Backend, Job, open_backend
+from synthmix.config import Params
+from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
-IMAGES = "images"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One synthetic image to make: image ``index`` of class ``label`` (label id ``class_id``)."""
-
-    label: str
-    class_id: int
-    index: int
-    seed: int
-
-    @property
-    def relpath(self) -> str:
-        return f"{IMAGES}/{self.label}/{self.index:05d}.png"
-
-
-class Backend(Protocol):
-    """What :func:`generate_synthetic` needs from a generator backend."""
-
-    name: str
-    classes: list[str]  # what the model can generate, in its label order
-    mode: str  # "L" or "RGB"
-    resolution: int
-    model_sha256: str
-
-    def content_key(self) -> dict:
-        """Everything besides (class, index, seed) that determines the pixels."""
-
-    def record_fields(self, job: Job) -> dict:
-        """Manifest fields of one image beyond path, label, source and sha256."""
-
-    def generate(self, jobs: Sequence[Job]) -> list[Image.Image]:
-        """One image per job, in order."""
-
-
-BackendFactory = Callable[[GenerateParams, Path, torch.device], Backend]
-BACKENDS: dict[str, BackendFactory] = {}
-
-
-def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    def deco(factory: BackendFactory) -> BackendFactory:
-        BACKENDS[name] = factory
-        return factory
-
-    return deco
-
-
-@register_backend("ddpm")
-class DDPMBackend:
-    """The class-conditional DDPM trained by the train_generator stage."""
-
-    name = "ddpm"
-
-    def __init__(self, params: GenerateParams, model_dir: Path, device: torch.device):
-        from .generators.ddpm import (
-            SAMPLER,
-            default_rows_per_forward,
-            load_generator,
-            read_generator_info,
-            unet_weights_file,
-        )
-
-        info = read_generator_info(model_dir)  # MissingAssetError naming train_generator
-        self.params, self.model_dir, self.device = params, model_dir, device
-        self.classes, self.mode, self.resolution = list(info["classes"]), info["mode"], int(info["resolution"])
-        self.sampler = SAMPLER
-        self.model_sha256 = file_sha256(unet_weights_file(model_dir))
-        self.pipe, _ = load_generator(model_dir, device)
-        self.amp_dtype = autocast_dtype(device)
-        self.rows_per_forward = default_rows_per_forward(device)
-
-    def content_key(self) -> dict:
-        return {
-            "model_sha256": self.model_sha256,
-            "sampler": self.sampler,
-            "steps": self.params.steps,
-            "guidance_scale": float(self.params.guidance_scale),
-            # bf16/fp16 autocast changes pixels a little: keep CPU and GPU runs apart
-            "dtype": str(self.amp_dtype) if self.amp_dtype else "float32",
-            # the UNet's forward shape changes float rounding (see the pipeline's __call__)
-            "rows_per_forward": self.rows_per_forward,
-        }
-
-    def record_fields(self, job: Job) -> dict:
-        return {
-            "generator": "ddpm",
-            "model": str(self.model_dir),
-            "model_sha256": self.model_sha256,
-            "seed": job.seed,
-            "index": job.index,
-            "steps": self.params.steps,
-            "guidance_scale": float(self.params.guidance_scale),
-            "scheduler": self.sampler,
-            "resolution": self.resolution,
-        }
-
-    def generate(self, jobs: Sequence[Job]) -> list[Image.Image]:
-        return self.pipe(
-            class_ids=[j.class_id for j in jobs],
-            seeds=[j.seed for j in jobs],
-            num_inference_steps=self.params.steps,
-            guidance_scale=self.params.guidance_scale,
-            autocast_dtype=self.amp_dtype,
-            output_type="pil",
-            rows_per_forward=self.rows_per_forward,
-        )
-
-
-@register_backend("sd")
-def _sd_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
-    """Stable Diffusion 1.x/2.x (:mod:`synthmix.generators.stable_diffusion`, imported on use)."""
-    from .generators.stable_diffusion import StableDiffusionBackend
-
-    return StableDiffusionBackend(params, model_dir, device, "sd")
-
-
-@register_backend("sdxl")
-def _sdxl_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
-    """Stable Diffusion XL, optionally with a refiner."""
-    from .generators.stable_diffusion import StableDiffusionBackend
-
-    return StableDiffusionBackend(params, model_dir, device, "sdxl")
 
 
 class ImageWriter:
@@ -226,13 +98,6 @@ def small_relpath(job: "Job", size: int) -> str:
     return f"{IMAGES}_{size}px/{job.label}/{job.index:05d}.png"
 
 
-def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device) -> Backend:
-    factory = BACKENDS.get(params.backend)
-    if factory is None:
-        raise ParamsError(f"generate.backend = {params.backend!r}: allowed: {', '.join(sorted(BACKENDS))}")
-    return factory(params, Path(model_dir), device)
-
-
 def scratch_key(params: GenerateParams, backend: Backend) -> str:
     """12 hex digits naming the scratch folder: a hash of what determines image content."""
     key = {"backend": backend.name, "seed": params.seed, **backend.content_key()}
@@ -240,7 +105,7 @@ def scratch_key(params: GenerateParams, backend: Backend) -> str:
 
 
 def make_jobs(classes: Sequence[str], model_classes: Sequence[str], per_class: int, seed: int) -> list[Job]:
-    """All (class, index) jobs, class-major; seeds from :func:`synthmix.seeding.image_seed`."""
+    """All (class, index) jobs, class-major; seeds from :func:`synthmix.core.seeding.image_seed`."""
     ids = {c: i for i, c in enumerate(model_classes)}
     return [Job(c, ids[c], i, image_seed(seed, c, i)) for c in classes for i in range(per_class)]
 
@@ -427,8 +292,31 @@ def _rmdir_if_empty(path: Path) -> None:
         pass
 
 
-def default_device_for_rank(world_size: int) -> torch.device | None:
-    """cuda:LOCAL_RANK for multi-process CUDA runs (torchrun), otherwise None (= auto)."""
-    if world_size > 1 and torch.cuda.is_available():
+def device_for_rank(requested: str, world_size: int) -> torch.device:
+    """cuda:LOCAL_RANK for multi-process CUDA runs (torchrun), otherwise the ``device`` param's choice."""
+    if world_size > 1 and requested != "cpu" and torch.cuda.is_available():
         return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    return None
+    return pick_device(requested)
+
+
+def generate_stage(params: Params, *, model: Input, wildcards: Input, out: Output, metrics: Output) -> None:
+    """Stage generate: sample generate.per_class synthetic images per class with the trained generator.
+
+    Resumable: an interrupted run leaves its finished images in data/.partial/generate-<hash>
+    and the next run generates only the missing ones. Several processes can share the work
+    (torchrun sets RANK and WORLD_SIZE); rank 0 writes the manifest once all images exist.
+    ``wildcards`` is the folder generate.prompt.wildcards_dir names (a dep of the stage).
+    """
+    from synthmix.core.atomic import write_json
+
+    if Path(params.generate.prompt.wildcards_dir) != Path(wildcards):
+        raise ParamsError(f"generate.prompt.wildcards_dir = {params.generate.prompt.wildcards_dir} but the stage's "
+                          f"--wildcards dep is {wildcards}: make them the same in params.yaml and dvc.yaml")
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    stats = generate_synthetic(
+        params.generate, model, out, device=device_for_rank(params.device, world_size),
+        rank=rank, world_size=world_size,
+    )
+    if rank == 0:
+        write_json(metrics, stats)
+        print(f"{out}: {stats['total']} images ({stats['generated']} generated, {stats['reused']} reused)")

@@ -1,31 +1,4 @@
-"""Offline image generators trained inside the pipeline (stage ``train_generator``).
-
-The default generator is a small class-conditional DDPM (:mod:`synthmix.generators.ddpm`)
-with classifier-free guidance. A trained generator is a diffusers pipeline folder
-(``model_index.json``, ``unet/``, ``scheduler/``) plus ``generator.json`` describing the
-classes, image mode and training run.
-"""
-
-from __future__ import annotations
-
-from .ddpm import (
-    GENERATOR_JSON,
-    ClassConditionalDDPMPipeline,
-    load_generator,
-    read_generator_info,
-    replace_dir,
-    sampling_scheduler,
-    train_ddpm,
-    unet_weights_file,
-)
-
-__all__ = [
-    "GENERATOR_JSON",
-    "ClassConditionalDDPMPipeline",
-    "load_generator",
-    "read_generator_info",
-    "replace_dir",
-    "sampling_scheduler",
-    "train_ddpm",
-    "unet_weights_file",
-]
+"""Image generators: the backend protocol and registry (``base``), the offline class-conditional
+DDPM (``ddpm``, trained by ``ddpm_training``), Stable Diffusion 1.x/2.x/XL (``stable_diffusion``)
+and its prompt templates (``prompts``). Import the module you need; nothing is re-exported here,
+so a stage imports only what it uses."""

@@ -8,9 +8,9 @@ Why this shape:
   (``from_single_file``). Offline, ``from_single_file`` needs the component configs and
   tokenizers of the architecture: ``generate.sd.config`` = a local diffusers folder of the
   same model family (diffusers would otherwise try to download them from the hub).
-  Problems are :class:`~synthmix.errors.MissingAssetError` naming ``generate.sd.model``,
+  Problems are :class:`~synthmix.core.errors.MissingAssetError` naming ``generate.sd.model``,
   raised when the backend opens, i.e. before any image is made.
-- **Prompts** (:mod:`synthmix.prompts`) are drawn per image; weights and prompts longer than
+- **Prompts** (:mod:`synthmix.generators.prompts`) are drawn per image; weights and prompts longer than
   77 tokens are turned into embeddings by ``compel`` (``CompelForSD`` / ``CompelForSDXL``),
   positive and negative padded to the same length. Each image's conditioning is built on its
   own, so an image never depends on its batch-mates' prompt lengths; images whose
@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..errors import DataError, MissingAssetError
-from ..manifest import file_sha256
-from ..params import GenerateParams
-from ..prompts import PromptBuilder
+from synthmix.config.generation import GenerateParams
+from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.data.manifest import file_sha256
+from synthmix.generators.prompts import PromptBuilder
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ DEFAULT_SIZE = {"sd": 512, "sdxl": 1024}
 
 def make_scheduler(name: str, config):
     """The sampler ``name`` built from the model's own scheduler config (keeps its noise schedule)."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+    )
 
     if name == "dpmpp_2m_karras":
         return DPMSolverMultistepScheduler.from_config(
@@ -214,7 +218,11 @@ class StableDiffusionBackend:
 
     # ---------------------------------------------------------------- loading
     def _load(self, pipe=None) -> None:
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+        from diffusers import (
+            StableDiffusionPipeline,
+            StableDiffusionXLImg2ImgPipeline,
+            StableDiffusionXLPipeline,
+        )
 
         sd = self.sd
         log.info("loading %s model %s (%s) in %s on %s", self.family, sd.model, self.kind, self.dtype, self.device)
@@ -414,8 +422,8 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
     The recorded prompt is used as it is (no wildcard draw), so the wildcard files need not
     exist; on the same device and dtype the PNG is byte-identical to the recorded one.
     """
-    from ..generate import Job
-    from ..prompts import ImagePrompt, to_compel
+    from synthmix.generators.base import Job
+    from synthmix.generators.prompts import ImagePrompt, to_compel
 
     freeu = record.get("freeu")
     sd = {
@@ -458,24 +466,3 @@ def _read_classes(model_dir: Path) -> list[str]:
 
 
 __all__ = ["SCHEDULERS", "StableDiffusionBackend", "load_pipeline", "make_scheduler", "model_kind", "weights_sha256"]
-
-
-def record_pretrained_generator(classes_json: str | os.PathLike, out_dir: str | os.PathLike, backend: str) -> dict:
-    """The train_generator stage for pretrained backends: no training, only the class list.
-
-    Why: the DVC graph stays the same for every backend (train_generator -> generate), and
-    a Stable Diffusion run must not spend minutes training the DDPM it will not use. The
-    folder holds ``generator.json`` with the classes (from the prepare stage) that the
-    generate stage makes images of.
-    """
-    from ..atomic import write_json
-    from .ddpm import read_classes, replace_dir
-
-    classes, _mode = read_classes(classes_json)
-    out_dir = Path(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    info = {"format": "synthmix-pretrained/1", "generator": backend, "classes": classes, "mode": "RGB",
-            "trained": False, "note": f"generate.backend = {backend} uses pretrained weights (generate.sd.model)"}
-    write_json(tmp / "generator.json", info)
-    replace_dir(tmp, out_dir)
-    return info

@@ -3,6 +3,6 @@ label post-processing, a SPADE label-to-image GAN, replacement mixes, and segmen
 models scored by mIoU on the real test split.
 
 Modules: :mod:`.data` (pair manifests, mask decoding, folder pairs), :mod:`.scenes` (the offline
-Fashion-MNIST scene set), :mod:`.label_ddpm`, :mod:`.postprocess`, :mod:`.spade`, :mod:`.mixing`,
+Fashion-MNIST scene set), :mod:`.label_ddpm`, :mod:`.postprocess`, :mod:`.spade`,
 :mod:`.train` and :mod:`.metrics`. Importing the package imports none of them (they load torch).
 """

@@ -1,6 +1,6 @@
 """Image/mask pairs: reading masks, the folder-pair layout, splits and pair manifests.
 
-A pair manifest is an ordinary synthmix manifest (JSONL, see :mod:`synthmix.manifest`) whose
+A pair manifest is an ordinary synthmix manifest (JSONL, see :mod:`synthmix.data.manifest`) whose
 records carry one more path, ``mask``, stored relative to the manifest's directory like
 ``path`` (the image) and returned absolute by :func:`read_pairs`. ``label`` is always
 ``"segmentation"`` (the classes live in the mask); ``mask_sha256`` hashes the mask so the
@@ -14,47 +14,26 @@ or palette PNG) or colours listed in ``seg_prepare.palette``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..atomic import save_image
-from ..errors import DataError
-from ..images import IMAGE_SUFFIXES, load_rgb
-from ..manifest import file_sha256, read_manifest, write_manifest
-from ..seeding import derive_seed
+from synthmix.core.atomic import PNG_OPTIONS, save_image
+from synthmix.core.errors import DataError
+from synthmix.core.seeding import derive_seed
+from synthmix.data.images import IMAGE_SUFFIXES, load_rgb
+from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
+from synthmix.config import Params
+from synthmix.core.errors import ParamsError
+from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
 PAIR_LABEL = "segmentation"
-PNG_OPTIONS = {"compress_level": 6, "optimize": False}
-
-
-@contextlib.contextmanager
-def building_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling of ``out`` to fill; renamed over ``out`` on success, removed on error.
-
-    A sibling keeps paths relative to the folder valid after the rename, and ``out`` is always
-    either the complete old folder or the complete new one.
-    """
-    from ..generators.ddpm import replace_dir  # lazy: it imports diffusers
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield tmp
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -270,3 +249,14 @@ def load_pairs_arrays(records: Sequence[dict], size: int | None = None) -> tuple
     if not images:
         raise DataError("no pairs to load")
     return np.stack(images), np.stack(masks)
+
+
+def seg_mix_stage(params: Params, name: str, *, real: Input, synthetic: Input, out: Output) -> None:
+    """Stage seg_mix: the pair manifest of segmentation mix ``name`` (repN / addN)."""
+    from synthmix.mixes import build_seg_mix
+
+    if name not in params.seg_mix.names:
+        raise ParamsError(f"{name} is not one of seg_mix.names {params.seg_mix.names}")
+    records = build_seg_mix(name, read_pairs(real), read_pairs(synthetic), params.seg_mix.seed)
+    n = write_pairs(out, records)
+    print(f"seg_mix {name}: {n} pairs, {sum(r['source'] == 'synthetic' for r in records)} synthetic")

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ..atomic import save_image
+from synthmix.core.atomic import save_image
 
 
 class IoUMeter:

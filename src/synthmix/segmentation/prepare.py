@@ -19,13 +19,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_json
-from ..errors import DataError, SynthmixError
-from ..params import SegPrepareParams
-from ..seeding import derive_seed
-from ..sources import load_fashion_mnist_debian, match_classes
-from .data import building_dir, find_folder_pairs, load_folder_pair, pair_record, save_mask, save_rgb, split_indices, write_pairs
-from .scenes import SceneSpec, item_pools, make_scene
+from synthmix.config.segmentation import SegPrepareParams
+from synthmix.core.atomic import building_dir, write_json
+from synthmix.core.errors import DataError, SynthmixError
+from synthmix.core.seeding import derive_seed
+from synthmix.data.sources import load_fashion_mnist_debian, match_classes
+from synthmix.segmentation.data import (
+    find_folder_pairs,
+    load_folder_pair,
+    pair_record,
+    save_mask,
+    save_rgb,
+    split_indices,
+    write_pairs,
+)
+from synthmix.segmentation.scenes import SceneSpec, item_pools, make_scene
+from synthmix.config import Params
+from synthmix.core.stage import Output
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +139,12 @@ def _write_folder_pairs(params: SegPrepareParams, out: Path) -> dict:
     if counts["train"] == 0:
         raise DataError(f"no training pairs under {params.root}")
     return {"source": params.source, "pairs": counts, "classes": list(params.classes)}
+
+
+def seg_prepare_stage(params: Params, *, out: Output, metrics: Output) -> None:
+    """Stage seg_prepare: the real segmentation pairs (image + id mask) in train/val/test splits."""
+    from synthmix.core.atomic import write_json
+
+    stats = prepare_segmentation(params.seg_prepare, out)
+    write_json(metrics, stats)
+    print(f"seg_prepare: {stats['pairs']} pairs in {out}")

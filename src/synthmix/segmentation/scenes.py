@@ -1,6 +1,6 @@
 """The offline scene set: real Fashion-MNIST photos pasted onto plain backgrounds.
 
-No labelled segmentation data set can be installed offline (DESIGN.md), so the default
+No labelled segmentation data set can be installed offline (no hub is reachable), so the default
 ``seg_prepare`` builds one from real pixels: each scene is a plain background of one random
 colour with 2..4 Fashion-MNIST items (random class among ``seg_prepare.classes[1:]``, random
 size and position, later items occluding earlier ones). An item's mask is its own
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..seeding import derive_seed
-from ..sources import ArraySource
+from synthmix.core.seeding import derive_seed
+from synthmix.data.sources import ArraySource
 
 
 @dataclass(frozen=True)

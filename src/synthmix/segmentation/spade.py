@@ -37,10 +37,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..atomic import atomic_open
-from ..errors import DataError, MissingAssetError
-from ..params import SegTrainSpadeParams
-from ..seeding import derive_seed, seed_everything
+from synthmix.config.segmentation import SegTrainSpadeParams
+from synthmix.core.atomic import atomic_open
+from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.seeding import derive_seed, seed_everything
+from synthmix.config import Params
+from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
@@ -307,3 +309,52 @@ def render(g: SPADEGenerator, masks: np.ndarray, seeds: Sequence[int]) -> np.nda
 
 def image_seed_for(seed: int, index: int) -> int:
     return derive_seed("spade-image", int(seed), int(index))
+
+
+def seg_train_spade_stage(params: Params, *, train: Input, classes: Input, out: Output, metrics: Output,
+                          history: Output) -> None:
+    """Stage seg_train_spade: the SPADE label-to-image GAN on the real train pairs."""
+    from synthmix.core.atomic import write_json
+    from synthmix.core.device import pick_device
+    from synthmix.data.classes import read_class_info
+    from synthmix.segmentation.data import load_pairs_arrays, read_pairs
+
+    p = params.seg_train_spade
+    info = read_class_info(classes)
+    images, masks = load_pairs_arrays(read_pairs(train), info["image_size"])
+    result = train_spade(p, images, masks, len(info["classes"]), out, pick_device(params.device))
+    keys = ("final_losses", "train_seconds", "steps_per_s", "n_parameters_g", "n_parameters_d", "device")
+    write_json(metrics, {"steps": p.steps, **{k: result[k] for k in keys}})
+    write_json(history, result["history"])
+
+
+def seg_generate_images_stage(params: Params, *, labels: Input, spade: Input, out: Output, metrics: Output) -> None:
+    """Stage seg_generate_images: one SPADE image per post-processed label map (seeded per map);
+    ``labels`` is the seg_generate_labels folder (its labels.jsonl and masks)."""
+    from tqdm import tqdm
+
+    from synthmix.core.atomic import building_dir, write_json
+    from synthmix.core.device import pick_device
+    from synthmix.data.manifest import file_sha256, read_manifest
+    from synthmix.segmentation.data import load_mask, pair_record, save_rgb, write_pairs
+
+    p = params.seg_generate_images
+    label_records = read_manifest(Path(labels) / "labels.jsonl")
+    g = load_spade(spade, pick_device(params.device))
+    spade_hash = file_sha256(spade)
+    made = []
+    with building_dir(out) as tmp:
+        for lo in tqdm(range(0, len(label_records), p.batch_size), desc="SPADE images", unit="batch"):
+            chunk = label_records[lo : lo + p.batch_size]
+            masks = np.stack([load_mask(r["path"]) for r in chunk])
+            seeds = [image_seed_for(p.seed, r["index"]) for r in chunk]
+            for rec, image, seed in zip(chunk, render(g, masks, seeds), seeds):
+                path = tmp / "images" / f"{rec['index']:05d}.png"
+                save_rgb(image, path)
+                made.append((path, rec, seed))
+        # tmp is a sibling of out, so paths relative to it stay valid after the rename
+        pairs = [pair_record(path, rec["path"], "synthetic", generator="spade", spade_sha256=spade_hash,
+                             seed=seed, label_seed=rec["seed"], index=rec["index"])  # fmt: skip
+                 for path, rec, seed in made]
+        write_pairs(tmp / "pairs.jsonl", pairs)
+    write_json(metrics, {"pairs": len(pairs), "spade_sha256": spade_hash})

@@ -6,8 +6,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from ..summary import mean_std_ci
+from synthmix.core.errors import DataError
+from synthmix.reporting.summary import mean_std_ci
+from synthmix.config import Params
+from synthmix.core.stage import Input, Output
 
 
 def summarize_seg(
@@ -67,3 +69,31 @@ def exp_metrics(summary: dict) -> dict:
 
 def plot_rows(summary: dict) -> list[dict]:
     return [{"model": r["model"], "mix": r["mix"], "miou_mean": round(r["miou_mean"], 6)} for r in summary["rows"]]
+
+
+def seg_summarize_stage(params: Params, *, runs: Input, classes: Input, out: Output, details: Output,
+                        table: Output, plot_data: Output) -> None:
+    """Stage seg_summarize: model x mix -> mIoU (mean, interval across seeds) as JSON, Markdown and plot data."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from synthmix.core.atomic import read_json, write_json, write_text
+    from synthmix.data.classes import read_classes
+    from synthmix.segmentation.train import run_name
+
+    mixes, models, seeds = params.seg_mix.names, params.seg_train.models, params.seg_train.seeds
+    results = {(m, a, s): read_json(Path(runs) / f"{run_name(m, a, s)}.json")
+               for m in mixes for a in models for s in seeds}  # fmt: skip
+    summary = summarize_seg(results, mixes, models, seeds, params.seg_summarize.baseline,
+                            params.seg_summarize.confidence, read_classes(classes))  # fmt: skip
+    text = markdown(summary)
+    write_json(out, exp_metrics(summary))
+    write_json(details, summary)
+    write_text(table, text)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["model", "mix", "miou_mean"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plot_rows(summary))
+    write_text(plot_data, buf.getvalue())
+    print(text, end="")

@@ -19,11 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_open
-from ..errors import DataError, MissingAssetError, ParamsError
-from ..params import SegTrainParams
-from ..seeding import derive_seed, seed_everything
-from .metrics import IoUMeter
+from synthmix.config.segmentation import SegTrainParams
+from synthmix.core.atomic import atomic_open
+from synthmix.core.errors import DataError, MissingAssetError, ParamsError
+from synthmix.core.seeding import derive_seed, seed_everything
+from synthmix.segmentation.metrics import IoUMeter
+from synthmix.config import Params
+from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +155,57 @@ def run_name(mix: str, model: str, seed: int) -> str:
 
 
 __all__: Sequence[str] = ["build_model", "load_segmenter", "predict", "run_name", "score", "train_segmenter"]
+
+
+def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_manifest: Input, val: Input,
+                    classes: Input, checkpoint: Output, metrics: Output, history: Output) -> None:
+    """Stage seg_train: train one segmentation model on one mix with one seed (best epoch by val mIoU)."""
+    from synthmix.core.atomic import write_json
+    from synthmix.core.device import pick_device, set_threads
+    from synthmix.data.classes import read_class_info
+    from synthmix.segmentation.data import load_pairs_arrays, read_pairs
+
+    p = params.seg_train
+    set_threads(p.num_threads)
+    info = read_class_info(classes)
+    pairs = read_pairs(mix_manifest)
+    train = load_pairs_arrays(pairs, info["image_size"])
+    val_arrays = load_pairs_arrays(read_pairs(val), info["image_size"])
+    result = train_segmenter(
+        p, model, seed, train, val_arrays, len(info["classes"]), info["ignore_index"], Path(checkpoint),
+        pick_device(params.device), extra={"mix": mix, "synthetic_pairs": sum(r["source"] == "synthetic" for r in pairs)},
+    )
+    epochs = result.pop("history")
+    write_json(metrics, result)
+    write_json(history, epochs)
+
+
+def seg_evaluate_stage(params: Params, mix: str, model: str, seed: int, *, checkpoint: Input, test: Input,
+                       classes: Input, metrics: Output, overlay: Output) -> None:
+    """Stage seg_evaluate: mIoU and per-class IoU of one trained model on the real test split, and an
+    overlay picture (image | true mask | predicted mask | prediction over the image)."""
+    from synthmix.core.atomic import write_json
+    from synthmix.core.device import pick_device
+    from synthmix.data.classes import read_class_info
+    from synthmix.segmentation.data import load_pairs_arrays, read_pairs
+    from synthmix.segmentation.metrics import overlay_grid
+
+    p = params.seg_evaluate
+    info = read_class_info(classes)
+    device = pick_device(params.device)
+    net, state = load_segmenter(checkpoint, device)
+    images, masks = load_pairs_arrays(read_pairs(test), info["image_size"])
+    pred = predict(net, torch.from_numpy(images), device, p.batch_size)
+    meter = IoUMeter(len(info["classes"]), info["ignore_index"])
+    meter.update(pred, torch.from_numpy(masks))
+    scores = meter.compute()
+    write_json(metrics, {
+        "mix": mix, "model": model, "seed": seed, "miou": round(scores["miou"], 6),
+        "pixel_accuracy": round(scores["pixel_accuracy"], 6),
+        "iou": [None if v is None else round(v, 6) for v in scores["iou"]],
+        "iou_per_class": {c: None if v is None else round(v, 6) for c, v in zip(info["classes"], scores["iou"])},
+        "n_test": len(images), "train_pairs": state["train_pairs"], "synthetic_pairs": state.get("synthetic_pairs"),
+    })  # fmt: skip
+    n = min(p.overlay_count, len(images))
+    overlay_grid(images[:n], masks[:n], pred[:n].numpy(), info["colors"], overlay)
+    print(f"{run_name(mix, model, seed)}: mIoU {100 * scores['miou']:.2f} %")

@@ -1,0 +1,327 @@
+"""Quality control of a synthetic set before it is mixed with real images.
+
+None of the source studies filters its generated images, but later work shows that
+unfiltered synthetic data can hurt: images that do not show their class teach the wrong
+label, and near-copies add no information (or copy a training image outright). With
+``qc.enabled`` two filters run, in this order:
+
+1. **wrong class**: a ResNet-18 trained on the real train split (best epoch by the real
+   validation split, exactly as the ``train`` stage trains) scores every synthetic image;
+   an image is dropped when the classifier gives *another* class a probability above
+   ``qc.confidence``. Low-confidence disagreements are kept: the filter removes what is
+   clearly wrong, not what is merely unusual.
+2. **near-duplicates**, among the images still kept, in path order: ``phash`` compares
+   perceptual hashes (DCT of the 64 x 64 grey image, sign of the lowest 16 x 16
+   frequencies against their median, the pHash of Zauner 2010 / the ``imagehash`` package,
+   here with 256 bits)
+   by Hamming distance <= ``qc.phash_max_distance``; ``features`` compares the QC
+   classifier's penultimate (512-d) features by cosine similarity >= ``qc.cosine_threshold``.
+   The first image of a group is kept. With ``qc.against_real`` an image that near-copies a
+   real training image is dropped too.
+
+When ``qc.enabled`` is false every image passes (cheaply, no model is trained), so the
+pipeline graph stays the same either way and ``mix`` always reads the QC manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.fft import dctn
+from tqdm.auto import tqdm
+
+from synthmix.classify.train import (
+    load_classifier,
+    load_images,
+    to_input,
+    train_classifier,
+)
+from synthmix.config.classify import QCParams, TrainParams
+from synthmix.core.device import pick_device
+from synthmix.data.images import load_rgb
+from synthmix.config import Params
+from synthmix.core.stage import Input, Output
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- perceptual hash
+
+
+def phash(image: Image.Image, hash_size: int = 16, highfreq_factor: int = 4) -> np.ndarray:
+    """DCT perceptual hash (``imagehash.phash``'s algorithm) as packed bits: low frequencies > median.
+
+    ``hash_size`` 16 (256 bits) rather than imagehash's 8: on 28-32 px images 64 bits cannot
+    tell simple shapes apart (distinct Fashion-MNIST sneakers share 64-bit hashes, while
+    their 256-bit hashes differ in 34+ bits; a 2-grey-level brightening changes at most 4).
+    """
+    size = hash_size * highfreq_factor
+    grey = np.asarray(image.convert("L").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = dctn(grey, type=2, norm="ortho")[:hash_size, :hash_size]
+    return np.packbits((low > np.median(low)).flatten())
+
+
+def phashes(records: list[dict], desc: str = "phash") -> np.ndarray:
+    """Packed pHashes of ``records`` (N x 32 uint8)."""
+    rows = [phash(load_rgb(r["path"])) for r in tqdm(records, desc=desc, unit="img", leave=False)]
+    return np.stack(rows) if rows else np.zeros((0, 32), dtype=np.uint8)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)  # numpy < 2 has no bitwise_count
+
+
+def hamming(a: np.ndarray, b: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Pairwise Hamming distances between packed hashes ``a`` (N x B) and ``b`` (M x B): N x M."""
+    out = np.empty((len(a), len(b)), dtype=np.int32)
+    for start in range(0, len(a), chunk):
+        x = np.bitwise_xor(a[start : start + chunk, None, :], b[None, :, :])
+        out[start : start + chunk] = _POPCOUNT[x].sum(-1, dtype=np.int32)
+    return out
+
+
+# --------------------------------------------------------------------------- duplicate search
+
+
+def near_duplicates(
+    syn: np.ndarray, real: Optional[np.ndarray], candidates: list[int], kind: str, threshold: float
+) -> dict[int, tuple[str, Optional[int], float]]:
+    """Greedy near-duplicate search over ``candidates`` (indices into ``syn``, in order).
+
+    ``kind`` "phash": ``syn``/``real`` are packed hashes (:func:`phashes`), duplicates have distance <= threshold;
+    "features": rows are L2-normalised features, duplicates have cosine >= threshold. Returns
+    {index: ("real" | "synthetic", index of the match, distance or similarity)} of the dropped.
+    """
+
+    def close(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if kind == "phash":
+            d = hamming(a, b)
+            return d <= threshold, d.astype(float)
+        s = a @ b.T
+        return s >= threshold, s
+
+    dropped: dict[int, tuple[str, Optional[int], float]] = {}
+    if real is not None and len(real) and candidates:
+        hit, score = close(syn[candidates], real)
+        for row, i in enumerate(candidates):
+            if hit[row].any():
+                j = int(np.argmin(score[row]) if kind == "phash" else np.argmax(score[row]))
+                dropped[i] = ("real", j, float(score[row, j]))
+    remaining = [i for i in candidates if i not in dropped]
+    if len(remaining) > 1:
+        hit, score = close(syn[remaining], syn[remaining])
+        kept_rows: list[int] = []
+        for row, i in enumerate(remaining):
+            earlier = [k for k in kept_rows if hit[row, k]]
+            if earlier:
+                k = earlier[0]
+                dropped[i] = ("synthetic", remaining[k], float(score[row, k]))
+            else:
+                kept_rows.append(row)
+    return dropped
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+@torch.no_grad()
+def probabilities_and_features(checkpoint: Path, records: list[dict], device: torch.device,
+                               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Softmax probabilities and L2-normalised penultimate features of ``records``."""
+    model, ckpt = load_classifier(checkpoint, device)
+    model.eval()
+    classes = ckpt["classes"]
+    x, _ = load_images(records, classes, ckpt["input_size"], "loading for qc")
+    mean = torch.tensor(ckpt["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(ckpt["std"], device=device).view(1, 3, 1, 1)
+    pooled: list[torch.Tensor] = []
+    hook = model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(out.flatten(1).float().cpu()))
+    probs = []
+    try:
+        for start in tqdm(range(0, len(x), batch_size), desc="qc classifier", unit="batch", leave=False):
+            logits = model(to_input(x[start : start + batch_size].to(device), mean, std))
+            probs.append(logits.float().softmax(1).cpu())
+    finally:
+        hook.remove()
+    feats = torch.nn.functional.normalize(torch.cat(pooled), dim=1)
+    return torch.cat(probs).numpy(), feats.numpy(), classes
+
+
+def wrong_class(probs: np.ndarray, labels: np.ndarray, confidence: float) -> np.ndarray:
+    """Indices whose top class is not their label and has probability above ``confidence``."""
+    top = probs.argmax(1)
+    return np.flatnonzero((top != labels) & (probs.max(1) > confidence))
+
+
+def classifier_params(qc: QCParams) -> TrainParams:
+    """The train-stage settings of the QC classifier (its own epochs/lr/size, from scratch)."""
+    return TrainParams(seeds=[qc.seed], epochs=qc.epochs, lr=qc.lr, batch_size=qc.batch_size,
+                       input_size=qc.input_size)
+
+
+# --------------------------------------------------------------------------- the filter
+
+
+def run_qc(
+    params: QCParams,
+    synthetic: list[dict],
+    real_train: list[dict],
+    real_val: list[dict],
+    classes: list[str],
+    work_dir: str | os.PathLike,
+    device: str = "auto",
+) -> tuple[list[dict], list[dict], dict]:
+    """Filter ``synthetic``; returns (kept records, dropped records with ``qc_reason``, stats).
+
+    ``work_dir`` receives the QC classifier checkpoint (``classifier.pt``).
+    """
+    synthetic = sorted(synthetic, key=lambda r: r["path"])
+    stats: dict = {"enabled": params.enabled, "n_in": len(synthetic)}
+    if not params.enabled:
+        stats.update(n_kept=len(synthetic), n_dropped=0, dropped_by={})
+        return synthetic, [], stats
+
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[r["label"]] for r in synthetic])
+    reasons: dict[int, dict] = {}
+    device = pick_device(device)
+    need_classifier = params.wrong_class or params.dedup == "features"
+    if need_classifier:
+        checkpoint = Path(work_dir) / "classifier.pt"
+        train_stats = train_classifier(classifier_params(params), params.seed, real_train, real_val, classes, checkpoint,
+                                       device=str(device))
+        stats["classifier"] = {k: train_stats[k] for k in ("best_epoch", "best_val_accuracy", "n_train", "train_seconds")}
+        probs, feats, _ = probabilities_and_features(checkpoint, synthetic, device)
+        agree = float((probs.argmax(1) == labels).mean())
+        stats["classifier"]["agreement_with_labels"] = round(agree, 6)
+        log.info("QC classifier: val accuracy %.4f, agrees with %.1f %% of synthetic labels",
+                 train_stats["best_val_accuracy"], 100 * agree)
+    if params.wrong_class:
+        for i in wrong_class(probs, labels, params.confidence).tolist():
+            top = int(probs[i].argmax())
+            reasons[i] = {"reason": "wrong_class", "predicted": classes[top], "probability": round(float(probs[i, top]), 4)}
+
+    if params.dedup != "none":
+        candidates = [i for i in range(len(synthetic)) if i not in reasons]
+        if params.dedup == "phash":
+            syn = phashes(synthetic, "phash synthetic")
+            real = phashes(real_train, "phash real") if params.against_real else None
+            threshold: float = params.phash_max_distance
+        else:
+            syn = feats
+            real = probabilities_and_features(checkpoint, real_train, device)[1] if params.against_real else None
+            threshold = params.cosine_threshold
+        for i, (pool, j, score) in near_duplicates(syn, real, candidates, params.dedup, threshold).items():
+            other = (real_train if pool == "real" else synthetic)[j]
+            key = "distance" if params.dedup == "phash" else "cosine"
+            reasons[i] = {"reason": "copies_real" if pool == "real" else "duplicate",
+                          "of": other["path"], key: round(score, 4)}
+
+    kept = [r for i, r in enumerate(synthetic) if i not in reasons]
+    dropped = [{**synthetic[i], "qc_reason": reasons[i]} for i in sorted(reasons)]
+    by: dict[str, int] = {}
+    for d in dropped:
+        by[d["qc_reason"]["reason"]] = by.get(d["qc_reason"]["reason"], 0) + 1
+    per_class = {c: {"in": int((labels == k).sum()), "kept": sum(r["label"] == c for r in kept)} for c, k in index.items()}
+    stats.update(n_kept=len(kept), n_dropped=len(dropped), dropped_by=by, per_class=per_class)
+    return kept, dropped, stats
+
+
+def caption(d: dict) -> str:
+    """A two-line caption for a dropped image in the contact sheet."""
+    r = d["qc_reason"]
+    if r["reason"] == "wrong_class":
+        return f"{d['label'][:11]}\n->{r['predicted'][:9]} {r['probability']:.2f}"
+    what = "copy:real" if r["reason"] == "copies_real" else "duplicate"
+    score = r.get("distance", r.get("cosine"))
+    return f"{d['label'][:11]}\n{what} {score:g}"
+
+
+def markdown_report(stats: dict, dropped: list[dict], params: QCParams, sheet_name: Optional[str],
+                    relative_to: Path) -> str:
+    """What was dropped and why, for people: counts, per-class table, the contact sheet, a list."""
+    if not stats["enabled"]:
+        return ("# Quality control\n\nQuality control is **off** (`qc.enabled: false`): all "
+                f"{stats['n_in']} synthetic images go to the mixes. Turn it on with "
+                "`dvc exp run -S qc.enabled=true`.\n")  # fmt: skip
+    lines = [
+        "# Quality control",
+        "",
+        f"{stats['n_in']} synthetic images in, **{stats['n_kept']} kept**, {stats['n_dropped']} dropped "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(stats['dropped_by'].items())) or 'none'}).",
+        "",
+    ]
+    if "classifier" in stats:
+        c = stats["classifier"]
+        lines += [
+            f"Wrong-class filter: a ResNet-18 trained on the real train split ({c['n_train']} images, best epoch "
+            f"{c['best_epoch']}, real validation accuracy {100 * c['best_val_accuracy']:.1f} %) agrees with "
+            f"{100 * c['agreement_with_labels']:.1f} % of the synthetic labels; an image is dropped when another "
+            f"class gets probability > {params.confidence}.",
+            "",
+        ]
+    if params.dedup != "none":
+        rule = (f"256-bit pHash Hamming distance <= {params.phash_max_distance}" if params.dedup == "phash"
+                else f"cosine similarity of classifier features >= {params.cosine_threshold}")  # fmt: skip
+        lines += [f"Near-duplicates: {rule}" + ("; also against the real train split." if params.against_real else "."), ""]
+    lines += ["| Class | in | kept | dropped |", "|---|---:|---:|---:|"]
+    for cls, pc in stats["per_class"].items():
+        lines.append(f"| {cls} | {pc['in']} | {pc['kept']} | {pc['in'] - pc['kept']} |")
+    lines.append("")
+    if sheet_name:
+        lines += [f"![dropped images]({sheet_name})", ""]
+    if dropped:
+        lines += ["| Image | Label | Reason | Detail |", "|---|---|---|---|"]
+        for d in dropped:
+            r = dict(d["qc_reason"])
+            reason = r.pop("reason")
+            if "of" in r:
+                r["of"] = Path(os.path.relpath(r["of"], relative_to)).as_posix()
+            detail = ", ".join(f"{k} {v}" for k, v in r.items())
+            lines.append(f"| {Path(os.path.relpath(d['path'], relative_to)).as_posix()} | {d['label']} | {reason} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, classes: Input,
+             out: Output, report: Output, metrics: Output) -> None:
+    """Stage qc: quality control of the synthetic set before mixing (qc.enabled; off = every
+    image passes, nothing is trained). Writes the kept and dropped manifests, a report with a
+    contact sheet of what was dropped, and the counts as metrics."""
+    import os
+
+    from synthmix.core.atomic import write_json, write_text
+    from synthmix.data.classes import read_classes
+    from synthmix.data.manifest import read_manifest, write_manifest
+    from synthmix.reporting.contact import write_contact_sheet
+
+    p = params.qc
+    out_dir, report_dir = Path(out), Path(report)
+    records = read_manifest(synthetic)
+    real_records = read_manifest(real) if p.enabled else []
+    val_records = read_manifest(val) if p.enabled else []
+    kept, dropped, stats = run_qc(p, records, real_records, val_records, read_classes(classes), out_dir,
+                                  device=params.device)
+    sheet = None
+    if p.enabled:
+        sheet = "dropped.png"
+        shown = dropped[: p.sheet_max]
+        title = f"dropped by quality control: {len(dropped)}" + (f" (first {len(shown)})" if len(shown) < len(dropped) else "")
+        write_contact_sheet(report_dir / sheet, [d["path"] for d in shown], [caption(d) for d in shown],
+                            cols=8, thumb=80, title=title)
+    elif (report_dir / "dropped.png").exists():
+        (report_dir / "dropped.png").unlink()
+    write_text(report_dir / "report.md", markdown_report(stats, dropped, p, sheet, report_dir.resolve()))
+    for d in dropped:  # the matched image, relative to the manifest like every path in it
+        if "of" in d["qc_reason"]:
+            d["qc_reason"]["of"] = os.path.relpath(d["qc_reason"]["of"], out_dir.resolve())
+    write_manifest(out_dir / "manifest.jsonl", kept)
+    write_manifest(out_dir / "dropped.jsonl", dropped)
+    # metrics/qc.json: the counts only (dvc exp show columns); everything else in the report dir
+    write_json(metrics, {k: stats[k] for k in ("enabled", "n_in", "n_kept", "n_dropped", "dropped_by")})
+    write_json(report_dir / "details.json", stats)
+    print(f"qc: {stats['n_kept']} of {stats['n_in']} synthetic images kept ({stats['n_dropped']} dropped)")

@@ -1,0 +1,99 @@
+"""Params of mixing, classifier training and evaluation, quality control, summary and report."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from synthmix.config.base import Section
+from synthmix.mixes import CLASSIFICATION_KINDS, check_names
+
+
+class MixParams(Section):
+    # pctN: fixed total per class, N % synthetic; augN: all real + N % as many synthetic
+    names: list[str] = Field(min_length=1)
+    # training images per class in pctN mixes; null = prepare.train_per_class
+    per_class: Optional[int] = Field(default=None, ge=1)
+    seed: int = 0
+
+    @field_validator("names")
+    @classmethod
+    def _mix_names(cls, v: list[str]) -> list[str]:
+        return check_names(v, CLASSIFICATION_KINDS)
+
+
+class TrainParams(Section):
+    seeds: list[int] = Field(min_length=1)
+    arch: Literal["resnet18"] = "resnet18"
+    pretrained: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    input_size: int = Field(32, ge=16)
+    augment: bool = False
+    num_threads: int = Field(0, ge=0)
+
+
+class ExtraTestSet(Section):
+    """One extra real test set for cross-dataset evaluation (the thesis's CIFAR-10 / STL-10 / ImageNet table)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # short id: metrics key and table column
+    source: Literal["image_folder", "torchvision"] = "image_folder"
+    root: str = Field(min_length=1)  # ROOT/<their class>/* (image_folder) or torchvision's root
+    dataset: Literal["cifar10", "stl10", "fashion_mnist"] = "cifar10"  # torchvision only; test split
+    download: bool = False  # torchvision only
+    # their class name -> one of prepare.classes; their classes not listed are left out.
+    # Empty = every prepare.classes name that the set also has (compared case/punctuation-blind).
+    class_map: dict[str, str] = {}
+    max_per_class: Optional[int] = Field(default=None, ge=1)  # null = every image
+    seed: int = 0  # which images when max_per_class cuts
+
+
+class EvaluateParams(Section):
+    batch_size: int = Field(256, ge=1)
+    extra_test_sets: list[ExtraTestSet] = []
+
+    @field_validator("extra_test_sets")
+    @classmethod
+    def _unique_names(cls, v: list[ExtraTestSet]) -> list[ExtraTestSet]:
+        names = [t.name for t in v]
+        dupes = sorted({n for n in names if names.count(n) > 1} | ({"test"} & set(names)))
+        if dupes:
+            raise ValueError(f"test set names must be unique and not 'test' (the main split): {dupes}")
+        return v
+
+
+class ReportParams(Section):
+    """metrics/REPORT.md and its pictures."""
+
+    sheet_per_class: int = Field(32, ge=1)  # synthetic images per class in the contact sheets
+    seed: int = 0  # which images the contact sheets show
+
+
+class QCParams(Section):
+    """Quality control of the synthetic set before mixing (off by default: no source study filters)."""
+
+    enabled: bool = False
+    # wrong-class filter: a ResNet-18 trained on the real train split (val split picks the epoch)
+    wrong_class: bool = True
+    confidence: float = Field(0.9, gt=0, lt=1)  # drop if another class gets probability above this
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    input_size: int = Field(32, ge=16)
+    # near-duplicates: phash = Hamming distance of 64-bit DCT hashes; features = cosine
+    # similarity of the QC classifier's penultimate features; none = keep duplicates
+    dedup: Literal["none", "phash", "features"] = "phash"
+    phash_max_distance: int = Field(12, ge=0, le=256)  # Hamming distance of 256-bit hashes
+    cosine_threshold: float = Field(0.98, gt=0, le=1)
+    against_real: bool = True  # also drop synthetic images that duplicate a real training image
+    sheet_max: int = Field(64, ge=1)  # dropped images shown in the report's contact sheet
+    seed: int = 0
+
+
+class SummarizeParams(Section):
+    baseline: str = "pct0"
+    confidence: float = Field(0.95, gt=0, lt=1)

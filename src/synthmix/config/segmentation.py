@@ -1,0 +1,201 @@
+"""Params of the segmentation branch (study 5): label DDPM -> post-processing -> SPADE -> mixes -> models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from synthmix.config.base import Section, unique_names
+from synthmix.config.generation import DDPMTrainingParams, unet_shape_problem
+from synthmix.mixes import SEGMENTATION_KINDS, MixSpec, check_names
+
+if TYPE_CHECKING:
+    from synthmix.config.params import Params
+
+
+def _pair(v: list[int], key: str, low: int) -> list[int]:
+    if len(v) != 2 or v[0] > v[1] or v[0] < low:
+        raise ValueError(f"{key} must be [min, max] with {low} <= min <= max, got {v}")
+    return v
+
+
+class SegPrepareParams(Section):
+    # fashion_mnist_scenes: the offline scene set built from Fashion-MNIST items (root = its files)
+    # folder_pairs: root/images/<name>.<ext> with root/masks/<name>.png (LoveDA-style layout)
+    source: Literal["fashion_mnist_scenes", "folder_pairs"] = "fashion_mnist_scenes"
+    root: str = "/usr/share/datasets/fashion-mnist"
+    # class names in mask-id order; for scenes, id 0 is the background, the rest are
+    # Fashion-MNIST class names
+    classes: list[str] = Field(default=["background", "trouser", "sneaker", "bag"], min_length=2)
+    # folder_pairs only: one [r, g, b] mask colour per class; null = masks hold integer ids
+    palette: Optional[list[list[int]]] = None
+    ignore_index: int = Field(255, ge=0, le=255)
+    image_size: int = Field(64, ge=32)
+    train_count: int = Field(300, ge=1)
+    val_count: int = Field(50, ge=1)
+    test_count: int = Field(100, ge=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    items_per_scene: list[int] = [2, 4]
+    item_size: list[int] = [24, 40]
+    silhouette_threshold: int = Field(16, ge=1, le=254)
+    seed: int = 0
+
+    _unique_classes = field_validator("classes")(unique_names)
+
+    @field_validator("items_per_scene")
+    @classmethod
+    def _items(cls, v: list[int]) -> list[int]:
+        return _pair(v, "seg_prepare.items_per_scene", 1)
+
+    @field_validator("item_size")
+    @classmethod
+    def _item_size(cls, v: list[int]) -> list[int]:
+        return _pair(v, "seg_prepare.item_size", 8)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SegPrepareParams":
+        if self.ignore_index < len(self.classes):
+            raise ValueError(
+                f"seg_prepare.ignore_index = {self.ignore_index} collides with a class id "
+                f"(0..{len(self.classes) - 1}); use 255"
+            )
+        if self.palette is not None:
+            if len(self.palette) != len(self.classes):
+                raise ValueError(
+                    f"seg_prepare.palette has {len(self.palette)} colours for {len(self.classes)} classes"
+                )
+            for c in self.palette:
+                if len(c) != 3 or not all(0 <= x <= 255 for x in c):
+                    raise ValueError(f"seg_prepare.palette entry {c} must be [r, g, b] with 0..255 values")
+            if len({tuple(c) for c in self.palette}) != len(self.palette):
+                raise ValueError("seg_prepare.palette colours must be distinct")
+        if self.source == "fashion_mnist_scenes" and self.item_size[1] > self.image_size:
+            raise ValueError(
+                f"seg_prepare.item_size = {self.item_size} exceeds image_size = {self.image_size}"
+            )
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("seg_prepare.val_fraction + test_fraction must be below 1")
+        return self
+
+
+class SegTrainLabelsParams(DDPMTrainingParams):
+    # the train_generator DDPM without classes; defaults sized for label maps on a CPU
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    ema_decay: float = Field(0.995, ge=0, lt=1)
+
+
+class SegGenerateLabelsParams(Section):
+    count: int = Field(60, ge=1)
+    steps: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    # post-processing (at the label resolution)
+    ramp_tolerance: float = Field(0.25, gt=0, le=0.5)
+    structuring_element: Literal["square", "cross", "disk"] = "square"
+    element_size: int = Field(2, ge=1)
+    min_island_size: int = Field(4, ge=0)
+    neighbourhood: int = Field(3, ge=3)
+
+    @field_validator("neighbourhood")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd (a window centred on the pixel), e.g. 3 or 5")
+        return v
+
+
+class SegTrainSpadeParams(Section):
+    ngf: int = Field(16, ge=4)
+    ndf: int = Field(32, ge=4)
+    spade_hidden: int = Field(32, ge=4)
+    upsamples: int = Field(3, ge=1)
+    z_dim: int = Field(32, ge=0)
+    d_layers: int = Field(3, ge=1)
+    num_d: int = Field(2, ge=1)
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(4e-4, gt=0)
+    lambda_feat: float = Field(10.0, ge=0)
+    lambda_l1: float = Field(10.0, ge=0)
+    seed: int = 0
+
+
+class SegGenerateImagesParams(Section):
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+
+
+class SegMixParams(Section):
+    # repN: the real train size, N % of the pairs replaced by synthetic ones; addN: all real
+    # pairs plus N % as many synthetic ones
+    names: list[str] = Field(default=["rep0", "rep10"], min_length=1)
+    seed: int = 0
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return check_names(v, SEGMENTATION_KINDS)
+
+
+class SegTrainParams(Section):
+    models: list[Literal["linknet", "fpn", "unet", "pan"]] = Field(default=["linknet", "fpn"], min_length=1)
+    encoder: str = "resnet18"
+    # null: random init (offline); imagenet: smp's ImageNet encoder weights (download or cache)
+    encoder_weights: Optional[Literal["imagenet"]] = None
+    seeds: list[int] = Field(default=[0, 1], min_length=1)
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    augment: bool = True
+    num_threads: int = Field(0, ge=0)
+
+
+class SegEvaluateParams(Section):
+    batch_size: int = Field(64, ge=1)
+    overlay_count: int = Field(6, ge=1)
+
+
+class SegSummarizeParams(Section):
+    baseline: str = "rep0"
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+def seg_checks(p: "Params") -> None:
+    """Cross-section checks of the segmentation branch (raised as ValueError by pydantic)."""
+    if p.seg_summarize.baseline not in p.seg_mix.names:
+        raise ValueError(
+            f"seg_summarize.baseline = {p.seg_summarize.baseline!r} is not one of seg_mix.names {p.seg_mix.names}"
+        )
+    tl = p.seg_train_labels
+    problem = unet_shape_problem("seg_train_labels", tl)
+    if problem:
+        raise ValueError(problem)
+    size = p.seg_prepare.image_size
+    if tl.resolution > size:
+        raise ValueError(
+            f"seg_train_labels.resolution = {tl.resolution} exceeds seg_prepare.image_size = {size}"
+        )
+    if size % 32:
+        raise ValueError(
+            f"seg_prepare.image_size = {size} must be a multiple of 32 (the segmentation encoders downsample 32x)"
+        )
+    if size % 2 ** p.seg_train_spade.upsamples or size // 2 ** p.seg_train_spade.upsamples < 2:
+        raise ValueError(
+            f"seg_train_spade.upsamples = {p.seg_train_spade.upsamples}: seg_prepare.image_size = {size} "
+            "must be divisible by 2 ** upsamples with a start size of at least 2"
+        )
+    if p.seg_prepare.source == "fashion_mnist_scenes":
+        n_real = p.seg_prepare.train_count
+        need = {n: MixSpec.parse(n, SEGMENTATION_KINDS).counts(n_real, n_real)[1] for n in p.seg_mix.names}
+        worst = max(need, key=need.get)
+        if need[worst] > p.seg_generate_labels.count:
+            raise ValueError(
+                f"seg_mix {worst} needs {need[worst]} synthetic pairs, but seg_generate_labels.count = "
+                f"{p.seg_generate_labels.count}: raise it to at least {need[worst]}"
+            )

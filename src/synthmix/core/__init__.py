@@ -1,0 +1,1 @@
+"""What every stage shares: atomic writes and folders, errors, seeding, device choice, the stage runner."""
