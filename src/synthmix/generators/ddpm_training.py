@@ -3,15 +3,15 @@
 A diffusers ``UNet2DModel`` whose class embedding table has ``n_classes + 1`` rows; the last
 id (``null_class_id = n_classes``) is the "no label" token. Each training label is replaced
 by it with probability ``label_dropout``, so the same network also predicts unconditional
-noise. Noise is added by a ``DDPMScheduler`` (epsilon prediction); AdamW with a short linear
-warm-up; an exponential moving average (EMA) of the weights is what gets saved. The
-train_generator stage (:func:`train_generator_stage`) loads the real split and calls
-:func:`train_ddpm`; the segmentation branch trains its label DDPM through the same function.
+noise. Noise is added by ``DDPMScheduler.add_noise`` (epsilon prediction); AdamW with a short
+linear warm-up (``diffusers.optimization.get_scheduler("constant_with_warmup")``); an
+exponential moving average of the weights (``diffusers.training_utils.EMAModel``) is what
+gets saved. The train_generator stage (:func:`train_generator_stage`) loads the real split and
+calls :func:`train_ddpm`; the segmentation branch trains its label DDPM through the same function.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import os
@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from synthmix.config import Params
@@ -113,11 +115,6 @@ class _Batches:
         return idx
 
 
-def _ema_decay(step: int, decay: float) -> float:
-    """EMA decay with the usual warm-up (1 + s) / (10 + s), capped at ``decay``."""
-    return min(decay, (1 + step) / (10 + step))
-
-
 def train_ddpm(
     params: TrainGeneratorParams,
     images: torch.Tensor,
@@ -154,8 +151,19 @@ def train_ddpm(
 
     seed_everything(params.seed)
     unet = build_unet(params, n_classes, channels).to(device)
-    ema = copy.deepcopy(unet).requires_grad_(False).eval()
     unet.train()
+    # EMA of the weights, updated after every optimizer step. With use_ema_warmup=False and
+    # update_after_step=0, EMAModel.get_decay at (0-based) training step s is
+    # min(ema_decay, (1 + s) / (10 + s)) for s >= 1, and 0 at s = 0 (the EMA starts as a copy
+    # of the weights after the first step). min_decay=0 adds no floor.
+    ema = EMAModel(
+        unet.parameters(),
+        decay=params.ema_decay,
+        min_decay=0.0,
+        update_after_step=0,
+        use_ema_warmup=False,
+        foreach=True,
+    )
     n_params = sum(p.numel() for p in unet.parameters())
     noise_scheduler = DDPMScheduler(
         num_train_timesteps=params.num_train_timesteps,
@@ -164,18 +172,16 @@ def train_ddpm(
     )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=params.lr)
     warmup = min(100, params.steps // 10)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-    )
+    # lr factor s / warmup at (0-based) step s < warmup (so step 0 runs at lr 0), then 1;
+    # no warm-up when warmup = 0
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
 
     g = torch.Generator().manual_seed(params.seed)  # all training randomness: CPU, device-independent
     batches = _Batches(len(images), params.batch_size, g)
     images = images.to(device)
     labels_dev = labels.to(device)
     losses = torch.zeros(params.steps, device=device)
-    ema_params = [p for p in ema.parameters()]
     model_params = [p for p in unet.parameters()]
 
     start = time.perf_counter()
@@ -189,8 +195,7 @@ def train_ddpm(
         y = torch.where(drop, torch.full_like(labels_dev[idx_dev], null_id), labels_dev[idx_dev])
         noise = torch.randn(x0.shape, generator=g).to(device)
         t = torch.randint(0, params.num_train_timesteps, (b,), generator=g).to(device)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise  # = DDPMScheduler.add_noise
+        xt = noise_scheduler.add_noise(x0, noise, t)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = unet(xt, t, class_labels=y).sample
         loss = F.mse_loss(pred.float(), noise)
@@ -201,8 +206,7 @@ def train_ddpm(
         scaler.step(optimizer)
         scaler.update()
         lr_schedule.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, [p.detach() for p in model_params], 1.0 - _ema_decay(step, params.ema_decay))
+        ema.step(model_params)
         losses[step] = loss.detach()
         if step % 25 == 24 or step == params.steps - 1:
             lo = max(0, step - 99)
@@ -228,13 +232,16 @@ def train_ddpm(
     images_per_s = params.steps * params.batch_size / train_seconds
     log.info("trained %d steps in %.1f s (%.1f images/s), final loss %.4f", params.steps, train_seconds, images_per_s, final_loss)
 
-    # Write the EMA weights atomically: temp folder next to out_dir, renamed at the end.
+    # The trained weights are not needed any more: load the EMA weights into the UNet (no
+    # ema.store/restore) and write them atomically: temp folder next to out_dir, renamed at the end.
+    ema.copy_to(model_params)
+    unet.requires_grad_(False).eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     try:
-        pipe = ClassConditionalDDPMPipeline(unet=ema.to("cpu"), scheduler=noise_scheduler)
+        pipe = ClassConditionalDDPMPipeline(unet=unet.to("cpu"), scheduler=noise_scheduler)
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         info = {
             "format": FORMAT,
