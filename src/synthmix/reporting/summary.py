@@ -15,12 +15,11 @@ Per mix, :func:`summarize` reports
   interval of the mean (both null with one seed), the per-seed values and the mean per-class
   accuracy;
 - against the baseline mix: the mean difference in percentage points over seed-matched pairs,
-  a paired t-test across seeds (:func:`scipy.stats.ttest_rel`; null with fewer than two
-  pairs or when every pair differs by the same amount), and, per seed, McNemar's exact test
-  on the per-image correctness of the two models on the same test images
-  (:func:`scipy.stats.binomtest` on the discordant counts). With a handful of seeds the
-  t-test has little power; McNemar uses every test image and is the sensitive test of
-  "these two models differ on this test set" (it says nothing about seed-to-seed spread).
+  a paired t-test across seeds (null with fewer than two pairs or when every pair differs
+  by the same amount), and, per seed, McNemar's exact test on the per-image correctness of
+  the two models on the same test images (both in :mod:`synthmix.stats`). With a handful of
+  seeds the t-test has little power; McNemar uses every test image and is the sensitive test
+  of "these two models differ on this test set" (it says nothing about seed-to-seed spread).
 
 :func:`markdown_table`, :func:`plot` and :func:`plot_rows` / :func:`write_plot_data` render it;
 :func:`exp_metrics` shapes it for ``dvc exp show``.
@@ -32,20 +31,19 @@ import csv
 import logging
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-from scipy import stats
 
 from synthmix.core.atomic import atomic_open, write_json
 from synthmix.core.errors import DataError, SynthmixError
 from synthmix.mixes import MixSpec
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
+from synthmix.stats import mcnemar_exact, mean_std_ci, paired_t  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -175,59 +173,6 @@ def _check_same_rows(ref: Predictions, other: Predictions) -> None:
             f"{other.source} data row {i + 1} has actual class {other.actual[i]!r} but {ref.source} has "
             f"{ref.actual[i]!r} ({bad.size} rows differ): {hint}"
         )
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def _finite_or_none(x: Any) -> Optional[float]:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def mean_std_ci(values: Sequence[float], confidence: float) -> dict:
-    """Mean, sample std (ddof=1) and Student-t CI of the mean; std and CI are None for n < 2."""
-    v = np.asarray(values, dtype=float)
-    n = v.size
-    if n == 0:
-        raise SynthmixError("no values to summarize")
-    mean = float(v.mean())
-    if n < 2:
-        return {"mean": mean, "std": None, "ci_low": None, "ci_high": None}
-    std = float(v.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def paired_t(mix_acc: Sequence[float], base_acc: Sequence[float]) -> dict:
-    """Paired t-test across seed-matched pairs; statistic/p are None when it is undefined."""
-    a = np.asarray(mix_acc, dtype=float)
-    b = np.asarray(base_acc, dtype=float)
-    diffs = a - b
-    if diffs.size < 2:
-        return {"statistic": None, "p": None, "note": f"{diffs.size} seed-matched pair(s): need at least 2"}
-    if np.ptp(diffs) <= 1e-12:
-        return {"statistic": None, "p": None, "note": "every seed differs by the same amount: no variance"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_rel(a, b)
-    t, p = _finite_or_none(res.statistic), _finite_or_none(res.pvalue)
-    return {"statistic": t, "p": p, "note": None if p is not None else "undefined (NaN)"}
-
-
-def mcnemar_exact(base_correct: np.ndarray, mix_correct: np.ndarray) -> dict:
-    """McNemar's exact test on paired per-image correctness.
-
-    ``baseline_only``: images the baseline got right and the mix wrong; ``mix_only``: the
-    reverse. p is the two-sided binomial test of ``mix_only`` out of the discordant pairs
-    at 0.5; with no discordant pairs the two models agree everywhere and p = 1.
-    """
-    base_correct = np.asarray(base_correct, dtype=bool)
-    mix_correct = np.asarray(mix_correct, dtype=bool)
-    b = int(np.sum(base_correct & ~mix_correct))
-    c = int(np.sum(~base_correct & mix_correct))
-    p = 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
-    return {"baseline_only": b, "mix_only": c, "p": p}
 
 
 # --------------------------------------------------------------------------- summary

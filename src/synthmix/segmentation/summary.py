@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from synthmix.core.errors import DataError
-from synthmix.reporting.summary import mean_std_ci
+from synthmix.stats import mean_std_ci
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
 
