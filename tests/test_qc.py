@@ -19,6 +19,7 @@ from synthmix.config.classify import QCParams
 from synthmix.data.manifest import file_sha256
 from synthmix.data.sources import load_fashion_mnist_debian
 from synthmix.reporting.contact import contact_sheet
+from shipped_params import section
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 IDS = {"t_shirt_top": 0, "trouser": 1, "sneaker": 7}
@@ -68,7 +69,7 @@ def sets(tmp_path_factory):
 
 def test_qc_drops_planted_wrong_class_and_duplicates_and_keeps_the_rest(sets):
     root, real, val, syn, planted = sets
-    params = QCParams(enabled=True, epochs=8, input_size=16, confidence=0.99)
+    params = section("qc", enabled=True, epochs=8, input_size=16, confidence=0.99)
     kept, dropped, stats = run_qc(params, syn, real, val, CLASSES, root / "work", device="cpu")
     got = {d["path"]: d["qc_reason"]["reason"] for d in dropped}
     assert got == planted, [(d["path"], d["qc_reason"]) for d in dropped]
@@ -86,10 +87,10 @@ def test_qc_drops_planted_wrong_class_and_duplicates_and_keeps_the_rest(sets):
 
 def test_qc_off_passes_everything_without_a_model(tmp_path):
     syn = [{"path": f"/s/{i}.png", "label": "a", "source": "synthetic", "sha256": "x"} for i in range(3)]
-    kept, dropped, stats = run_qc(QCParams(), syn, [], [], ["a"], tmp_path)
+    kept, dropped, stats = run_qc(section("qc"), syn, [], [], ["a"], tmp_path)
     assert kept == syn and dropped == [] and stats["n_kept"] == 3
     assert not (tmp_path / "classifier.pt").exists()
-    assert "**off**" in markdown_report(stats, [], QCParams(), None, tmp_path)
+    assert "**off**" in markdown_report(stats, [], section("qc"), None, tmp_path)
 
 
 def test_phash_is_stable_under_small_changes_and_tells_images_apart():

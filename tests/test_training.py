@@ -17,6 +17,7 @@ from synthmix.classify.train import (
 from synthmix.config.classify import TrainParams
 from synthmix.core.errors import MissingAssetError
 from synthmix.data.manifest import file_sha256
+from shipped_params import section
 
 CLASSES = ["dark", "light"]
 
@@ -43,7 +44,7 @@ def sets(tmp_path_factory):
 
 def params(**kw):
     base = dict(seeds=[0], epochs=3, batch_size=16, input_size=16, lr=3e-3)
-    return TrainParams(**{**base, **kw})
+    return section("train", **{**base, **kw})
 
 
 def test_grey_images_become_three_channels_at_input_size(sets):
@@ -99,3 +100,44 @@ def test_pretrained_without_weights_names_the_option(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(MissingAssetError, match="train.pretrained: false"):
         build_model("resnet18", 2, pretrained=True)
+
+
+def test_train_stage_logs_epochs_with_dvclive(sets, tmp_path, monkeypatch):
+    """The train stage as dvc.yaml runs it: a DVCLive folder with the run summary and one TSV per
+    per-epoch value (step = epoch, no timestamps), and nothing else of DVCLive's."""
+    import json
+
+    import yaml
+
+    from synthmix.config import load_params
+    from synthmix.core.live import read_metric
+    from synthmix.core.stage import stage_parser
+    from synthmix.classify.train import train_stage
+    from synthmix.data.manifest import write_manifest
+    from shipped_params import PARAMS_YAML, shipped
+
+    train, val, _ = sets
+    raw = shipped()
+    raw = {**raw, "device": "cpu", "train": {**raw["train"], "seeds": [0], "epochs": 2, "batch_size": 16,
+                                             "input_size": 16, "lr": 3e-3, "pretrained": False}}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_manifest(tmp_path / "data/mixes/pct0.jsonl", train)
+    write_manifest(tmp_path / "data/real/val.jsonl", val)
+    (tmp_path / "data/real/classes.json").write_text(json.dumps({"classes": CLASSES}))
+    cmd = yaml.safe_load((PARAMS_YAML.parent / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+    cmd = cmd.replace("${item.mix}", "pct0").replace("${item.seed}", "0").split()[2:]
+    args = vars(stage_parser(train_stage).parse_args(cmd))
+    train_stage(load_params(args.pop("params")), **args)
+
+    run = tmp_path / "metrics/train/pct0-seed0"
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
+        "metrics.json", *(f"plots/metrics/{k}.tsv" for k in ("seconds", "train_accuracy", "train_loss", "val_accuracy"))]
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["mix"] == "pct0" and summary["seed"] == 0 and summary["step"] == 2 and summary["n_train"] == 48
+    curve = read_metric(run, "val_accuracy")
+    assert [s for s, _ in curve] == [1, 2] and summary["val_accuracy"] == curve[-1][1]
+    assert summary["best_val_accuracy"] == max(v for _, v in curve)
+    assert (run / "plots/metrics/train_loss.tsv").read_text().splitlines()[0].split("\t") == ["step", "train_loss"]
+    assert not (tmp_path / "dvc.yaml").exists() and not (tmp_path / ".dvc").exists()
+

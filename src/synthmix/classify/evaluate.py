@@ -6,8 +6,10 @@ import csv
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from synthmix.classify.train import load_classifier, load_images, predict
 from synthmix.core.atomic import atomic_open
@@ -19,10 +21,17 @@ from synthmix.core.stage import Input, Output
 log = logging.getLogger(__name__)
 
 
-def confusion_matrix(actual: torch.Tensor, predicted: torch.Tensor, n: int) -> list[list[int]]:
-    """Rows are actual classes, columns predicted ones."""
-    cm = torch.bincount(actual * n + predicted, minlength=n * n).view(n, n)
-    return cm.tolist()
+def confusion_matrix(actual: torch.Tensor, predicted: torch.Tensor, n: int) -> torch.Tensor:
+    """Counts (int64, n x n): rows are actual classes, columns predicted ones (torchmetrics)."""
+    return multiclass_confusion_matrix(predicted, actual, num_classes=n)
+
+
+def accuracies(cm: torch.Tensor) -> tuple[float, list[Optional[float]]]:
+    """Overall accuracy and per-class accuracy (recall, rounded to 6 places; None for a class
+    with no actual image) from a confusion matrix: float32 quotients, as torch's mean of the hits."""
+    hits, support = cm.diagonal().float(), cm.sum(1).float()
+    per_class = [round((h / s).item(), 6) if s else None for h, s in zip(hits, support)]
+    return (hits.sum() / support.sum()).item(), per_class
 
 
 def evaluate_classifier(
@@ -33,7 +42,7 @@ def evaluate_classifier(
     device: str = "auto",
     relative_to: Path | None = None,
 ) -> dict:
-    """Accuracy, per-class accuracy and confusion matrix on ``test_records``.
+    """Accuracy, per-class accuracy and confusion matrix (torchmetrics) on ``test_records``.
 
     Every prediction is written to ``predictions_csv`` (path, actual, predicted): DVC draws
     the confusion matrix from it, and the summary's McNemar test pairs runs image by image.
@@ -47,24 +56,20 @@ def evaluate_classifier(
     mean = torch.tensor(ckpt["mean"], device=dev).view(1, 3, 1, 1)
     std = torch.tensor(ckpt["std"], device=dev).view(1, 3, 1, 1)
     pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
-    correct = pred == y
-    per_class = {
-        c: round(correct[y == i].float().mean().item(), 6) if (y == i).any() else None
-        for i, c in enumerate(classes)
-    }
+    cm = confusion_matrix(y, pred, len(classes))
+    accuracy, per_class = accuracies(cm)
     base = Path(relative_to) if relative_to else Path.cwd()
     with atomic_open(predictions_csv, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "actual", "predicted"])
         for rec, a, p in zip(test_records, y.tolist(), pred.tolist()):
             writer.writerow([Path(os.path.relpath(rec["path"], base)).as_posix(), classes[a], classes[p]])
-    accuracy = correct.float().mean().item()
     log.info("test accuracy %.4f on %d images", accuracy, len(y))
     return {
         "accuracy": round(accuracy, 6),
         "n_test": len(y),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": confusion_matrix(y, pred, len(classes))},
+        "per_class_accuracy": dict(zip(classes, per_class)),
+        "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": cm.tolist()},
         "best_epoch": ckpt["best_epoch"],
         "best_val_accuracy": round(ckpt["val_accuracy"], 6),
     }
@@ -89,13 +94,11 @@ def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, de
     for spec in specs:
         x, y, info = load_test_set(spec, classes, ckpt["input_size"])
         pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
-        correct = pred == y
+        accuracy, per_class = accuracies(confusion_matrix(y, pred, len(classes)))
         out[spec.name] = {
-            "accuracy": round(correct.float().mean().item(), 6),
+            "accuracy": round(accuracy, 6),
             "n_test": len(y),
-            "per_class_accuracy": {
-                c: round(correct[y == i].float().mean().item(), 6) for i, c in enumerate(classes) if (y == i).any()
-            },
+            "per_class_accuracy": {c: a for c, a in zip(classes, per_class) if a is not None},
             **{k: v for k, v in info.items() if k != "n"},
         }
         log.info("%s: accuracy %.4f on %d images", spec.name, out[spec.name]["accuracy"], len(y))

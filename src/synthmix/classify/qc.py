@@ -11,9 +11,8 @@ label, and near-copies add no information (or copy a training image outright). W
    ``qc.confidence``. Low-confidence disagreements are kept: the filter removes what is
    clearly wrong, not what is merely unusual.
 2. **near-duplicates**, among the images still kept, in path order: ``phash`` compares
-   perceptual hashes (DCT of the 64 x 64 grey image, sign of the lowest 16 x 16
-   frequencies against their median, the pHash of Zauner 2010 / the ``imagehash`` package,
-   here with 256 bits)
+   perceptual hashes (``imagehash.phash`` with ``hash_size=16``: DCT of the 64 x 64 grey
+   image, the lowest 16 x 16 frequencies against their median, 256 bits)
    by Hamming distance <= ``qc.phash_max_distance``; ``features`` compares the QC
    classifier's penultimate (512-d) features by cosine similarity >= ``qc.cosine_threshold``.
    The first image of a group is kept. With ``qc.against_real`` an image that near-copies a
@@ -30,10 +29,10 @@ import os
 from pathlib import Path
 from typing import Optional
 
+import imagehash
 import numpy as np
 import torch
 from PIL import Image
-from scipy.fft import dctn
 from tqdm.auto import tqdm
 
 from synthmix.classify.train import (
@@ -54,17 +53,15 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- perceptual hash
 
 
-def phash(image: Image.Image, hash_size: int = 16, highfreq_factor: int = 4) -> np.ndarray:
-    """DCT perceptual hash (``imagehash.phash``'s algorithm) as packed bits: low frequencies > median.
+def phash(image: Image.Image, hash_size: int = 16) -> np.ndarray:
+    """``imagehash.phash`` (DCT perceptual hash: low frequencies > median) as packed bits.
 
     ``hash_size`` 16 (256 bits) rather than imagehash's 8: on 28-32 px images 64 bits cannot
     tell simple shapes apart (distinct Fashion-MNIST sneakers share 64-bit hashes, while
     their 256-bit hashes differ in 34+ bits; a 2-grey-level brightening changes at most 4).
+    Packed (``hash_size**2 / 8`` uint8) so that :func:`hamming` compares whole sets at once.
     """
-    size = hash_size * highfreq_factor
-    grey = np.asarray(image.convert("L").resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = dctn(grey, type=2, norm="ortho")[:hash_size, :hash_size]
-    return np.packbits((low > np.median(low)).flatten())
+    return np.packbits(imagehash.phash(image, hash_size=hash_size).hash.flatten())
 
 
 def phashes(records: list[dict], desc: str = "phash") -> np.ndarray:
@@ -159,9 +156,11 @@ def wrong_class(probs: np.ndarray, labels: np.ndarray, confidence: float) -> np.
 
 
 def classifier_params(qc: QCParams) -> TrainParams:
-    """The train-stage settings of the QC classifier (its own epochs/lr/size, from scratch)."""
-    return TrainParams(seeds=[qc.seed], epochs=qc.epochs, lr=qc.lr, batch_size=qc.batch_size,
-                       input_size=qc.input_size)
+    """The train-stage settings of the QC classifier: its own epochs/lr/size; a ResNet-18 from
+    scratch with Adam, no weight decay and no augmentation."""
+    return TrainParams(seeds=[qc.seed], arch="resnet18", pretrained=False, optimizer="adam", lr=qc.lr,
+                       weight_decay=0.0, epochs=qc.epochs, batch_size=qc.batch_size,
+                       input_size=qc.input_size, augment=False, num_threads=0)
 
 
 # --------------------------------------------------------------------------- the filter

@@ -11,6 +11,7 @@ import copy
 import logging
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -125,8 +126,13 @@ def train_classifier(
     classes: list[str],
     checkpoint: Path,
     device: str = "auto",
+    on_epoch: Optional[Callable[[dict], None]] = None,
 ) -> dict:
-    """Train, keep the best epoch by validation accuracy, save it atomically; return metrics."""
+    """Train, keep the best epoch by validation accuracy, save it atomically; return metrics.
+
+    ``on_epoch`` receives each epoch's row of the returned ``history`` (epoch, train_loss,
+    train_accuracy, val_accuracy, seconds) as soon as the epoch ends.
+    """
     set_threads(params.num_threads)
     device = pick_device(device)
     dtype = autocast_dtype(device)
@@ -180,6 +186,8 @@ def train_classifier(
             "seconds": time.perf_counter() - start,
         }
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         log.info("epoch %d: loss %.4f, train acc %.4f, val acc %.4f", epoch, row["train_loss"], row["train_accuracy"], val_acc)
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch
@@ -227,21 +235,27 @@ def load_classifier(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Mo
 
 
 def train_stage(params: Params, mix: str, seed: int, *, mix_manifest: Input, val: Input, classes: Input,
-                checkpoint: Output, metrics: Output, history: Output) -> None:
-    """Stage train: train a classifier on one mix with one seed; keep the best epoch by val accuracy."""
-    from synthmix.core.atomic import write_json
+                checkpoint: Output, metrics: Output, plots: Output) -> None:
+    """Stage train: train a classifier on one mix with one seed; keep the best epoch by val accuracy.
+
+    ``metrics`` and ``plots`` are a DVCLive folder's ``metrics.json`` (the run's summary: mix, seed,
+    best epoch, sizes, timing, and the last epoch's values) and ``plots/metrics`` (one TSV per
+    per-epoch value: train_loss, train_accuracy, val_accuracy, seconds; step = epoch)."""
+    from synthmix.core.live import live_metrics, log_epoch
     from synthmix.data.classes import read_classes
     from synthmix.data.manifest import read_manifest
 
-    result = train_classifier(
-        params.train,
-        seed=seed,
-        train_records=read_manifest(mix_manifest),
-        val_records=read_manifest(val),
-        classes=read_classes(classes),
-        checkpoint=checkpoint,
-        device=params.device,
-    )
-    epochs = result.pop("history")
-    write_json(metrics, {"mix": mix, "seed": seed, **result})
-    write_json(history, epochs)
+    with live_metrics(metrics, plots) as live:
+        live.summary.update(mix=mix, seed=seed)
+        result = train_classifier(
+            params.train,
+            seed=seed,
+            train_records=read_manifest(mix_manifest),
+            val_records=read_manifest(val),
+            classes=read_classes(classes),
+            checkpoint=checkpoint,
+            device=params.device,
+            on_epoch=lambda row: log_epoch(live, row),
+        )
+        result.pop("history")
+        live.summary.update(result)

@@ -7,7 +7,8 @@ adds the pictures people want to look at:
 - a contact sheet per class of the synthetic set, and one of the real train split (a row
   per class) to compare against;
 - confusion matrices (baseline mix and the most synthetic one, seed-averaged counts);
-- training curves (validation accuracy per epoch, every run).
+- training curves (validation accuracy per epoch, every run, from the ``train`` stage's DVCLive
+  folders ``metrics/train/<mix>-seed<seed>/plots/metrics/val_accuracy.tsv``).
 
 Images are small PNGs next to the report (``metrics/report/``), committed with the metrics
 and declared as DVC plots, so ``dvc plots show`` / ``dvc plots diff`` render them too.
@@ -25,6 +26,7 @@ import numpy as np
 
 from synthmix.core.atomic import atomic_open
 from synthmix.core.errors import DataError
+from synthmix.core.live import read_metric
 from synthmix.core.seeding import derive_seed
 from synthmix.reporting.contact import write_contact_sheet
 from synthmix.reporting.summary import ratio_label
@@ -176,8 +178,9 @@ def write_report(
             if r is None:
                 raise DataError(f"{m}/cls/{mix}-seed{s}.json is missing: run evaluate@{mix}-{s}")
             runs[(mix, s)] = r
-    histories = {f"{mix}-seed{s}": h for mix in mixes for s in seeds
-                 if (h := _read_json(m / "train" / f"{mix}-seed{s}-history.json"))}
+    histories = {f"{mix}-seed{s}": [{"epoch": step, "val_accuracy": v} for step, v in curve]
+                 for mix in mixes for s in seeds
+                 if (curve := read_metric(m / "train" / f"{mix}-seed{s}", "val_accuracy"))}  # DVCLive folders
     fidelity_md = (m / "fidelity.md").read_text(encoding="utf-8") if (m / "fidelity.md").is_file() else None
     qc = _read_json(m / "qc.json")
     prepare = _read_json(m / "prepare.json") or {}

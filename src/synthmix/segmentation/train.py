@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from synthmix.core.atomic import atomic_open
 from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.core.seeding import derive_seed, seed_everything
 from synthmix.segmentation.metrics import IoUMeter
+from synthmix.segmentation.models import build_model
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
 
@@ -32,29 +33,6 @@ log = logging.getLogger(__name__)
 FORMAT = "synthmix-seg/1"
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def build_model(name: str, encoder: str, encoder_weights: str | None, n_classes: int) -> torch.nn.Module:
-    import segmentation_models_pytorch as smp
-
-    archs = {"linknet": smp.Linknet, "fpn": smp.FPN, "unet": smp.Unet, "pan": smp.PAN}
-    if name not in archs:
-        raise ParamsError(f"seg_train.models: {name!r} is not one of {sorted(archs)}")
-    names = smp.encoders.get_encoder_names()
-    if encoder not in names:
-        raise ParamsError(f"seg_train.encoder = {encoder!r} is not an smp encoder (e.g. resnet18, resnet34, "
-                          f"mobilenet_v2, efficientnet-b0; {len(names)} in all)")  # fmt: skip
-    try:
-        return archs[name](encoder_name=encoder, encoder_weights=encoder_weights, classes=n_classes, in_channels=3)
-    except Exception as exc:  # weights unknown for this encoder, or the download failed (offline)
-        if encoder_weights is None:
-            raise
-        raise MissingAssetError(
-            f"seg_train.encoder_weights = {encoder_weights!r}: the {encoder} ImageNet weights could not be "
-            f"loaded ({type(exc).__name__}: {str(exc)[:200]}). smp downloads them from the Hugging Face Hub "
-            f"(smp-hub/{encoder}.imagenet) on first use into ~/.cache/huggingface; this machine may be offline. "
-            "Set seg_train.encoder_weights: null to train from scratch, or copy that cache from a machine online"
-        ) from exc
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
@@ -81,9 +59,13 @@ def score(model, images, masks, n_classes, ignore_index, device, batch_size) -> 
 def train_segmenter(
     params: SegTrainParams, model_name: str, seed: int, train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray], n_classes: int, ignore_index: int, checkpoint: str | os.PathLike,
-    device: torch.device, extra: dict | None = None,
+    device: torch.device, extra: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:  # fmt: skip
-    """Train one model on ``train`` (images, masks), keep the best epoch by val mIoU, save it."""
+    """Train one model on ``train`` (images, masks), keep the best epoch by val mIoU, save it.
+
+    ``on_epoch`` receives each epoch's row of the returned ``history`` (epoch, train_loss,
+    val_miou) as soon as the epoch ends.
+    """
     from tqdm.auto import tqdm
 
     x_tr, y_tr = torch.from_numpy(train[0]), torch.from_numpy(train[1])
@@ -121,6 +103,8 @@ def train_segmenter(
         val_scores = score(model, x_va, y_va, n_classes, ignore_index, device, 64)
         history.append({"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5),
                         "val_miou": round(val_scores["miou"], 5)})  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(history[-1])
         log.info("%s seed %d epoch %d: loss %.4f, val mIoU %.4f", model_name, seed, epoch, history[-1]["train_loss"], val_scores["miou"])
         if val_scores["miou"] > best:
             best = val_scores["miou"]
@@ -158,10 +142,14 @@ __all__: Sequence[str] = ["build_model", "load_segmenter", "predict", "run_name"
 
 
 def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_manifest: Input, val: Input,
-                    classes: Input, checkpoint: Output, metrics: Output, history: Output) -> None:
-    """Stage seg_train: train one segmentation model on one mix with one seed (best epoch by val mIoU)."""
-    from synthmix.core.atomic import write_json
+                    classes: Input, checkpoint: Output, metrics: Output, plots: Output) -> None:
+    """Stage seg_train: train one segmentation model on one mix with one seed (best epoch by val mIoU).
+
+    ``metrics`` and ``plots`` are a DVCLive folder's ``metrics.json`` (the run's summary, the best
+    epoch's mIoU as ``best_val_miou``, and the last epoch's values) and ``plots/metrics`` (train_loss
+    and val_miou per epoch; step = epoch)."""
     from synthmix.core.device import pick_device, set_threads
+    from synthmix.core.live import live_metrics, log_epoch
     from synthmix.data.classes import read_class_info
     from synthmix.segmentation.data import load_pairs_arrays, read_pairs
 
@@ -171,13 +159,16 @@ def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_mani
     pairs = read_pairs(mix_manifest)
     train = load_pairs_arrays(pairs, info["image_size"])
     val_arrays = load_pairs_arrays(read_pairs(val), info["image_size"])
-    result = train_segmenter(
-        p, model, seed, train, val_arrays, len(info["classes"]), info["ignore_index"], Path(checkpoint),
-        pick_device(params.device), extra={"mix": mix, "synthetic_pairs": sum(r["source"] == "synthetic" for r in pairs)},
-    )
-    epochs = result.pop("history")
-    write_json(metrics, result)
-    write_json(history, epochs)
+    with live_metrics(metrics, plots) as live:
+        result = train_segmenter(
+            p, model, seed, train, val_arrays, len(info["classes"]), info["ignore_index"], Path(checkpoint),
+            pick_device(params.device), extra={"mix": mix, "synthetic_pairs": sum(r["source"] == "synthetic" for r in pairs)},
+            on_epoch=lambda row: log_epoch(live, row),
+        )
+        result.pop("history")
+        # the checkpoint's val_miou (best epoch) is best_val_miou here: val_miou is the last epoch's
+        result["best_val_miou"] = result.pop("val_miou")
+        live.summary.update(result)
 
 
 def seg_evaluate_stage(params: Params, mix: str, model: str, seed: int, *, checkpoint: Input, test: Input,
