@@ -31,7 +31,8 @@ import torch
 from synthmix import generate as gen
 from synthmix.generators import base
 from synthmix.config.generation import GenerateParams
-from synthmix.generators.stable_diffusion import StableDiffusionBackend, make_scheduler
+from synthmix.generators.schedulers import make_scheduler
+from synthmix.generators.stable_diffusion import StableDiffusionBackend
 from synthmix.testing.sd_architectures import build_pipeline
 
 CLASSES = ["automobile", "cat", "horse", "ship", "truck"]

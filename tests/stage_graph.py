@@ -119,3 +119,43 @@ def out_paths(stage: dict) -> set[str]:
         for entry in stage.get(key, []) or []:
             paths.add(next(iter(entry)) if isinstance(entry, dict) else entry)
     return paths
+
+
+def sync_dvc_yaml(path: Path = ROOT / "dvc.yaml") -> list[str]:
+    """Rewrite the code deps (``stages/``, ``src/``) of every stage in ``dvc.yaml`` to its import
+    closure, keeping comments, data deps and everything else as written; returns changed stages.
+
+    ``python tests/stage_graph.py`` runs it: after adding an import, run it and commit dvc.yaml.
+    """
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    graph = stages(yaml.safe_load(text))
+    lines = text.splitlines(keepends=True)
+    out, changed, stage, i = [], [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if line.startswith("  ") and not line.startswith("   ") and stripped.endswith(":") and not stripped.startswith("#"):
+            stage = stripped[:-1]
+        out.append(line)
+        i += 1
+        if stripped == "deps:" and stage in graph:
+            indent = line[: len(line) - len(line.lstrip())] + "  "
+            block = []
+            while i < len(lines) and lines[i].startswith(indent + "- "):
+                block.append(lines[i][len(indent) + 2:].strip())
+                i += 1
+            script, _ = parse_cmd(graph[stage]["cmd"])
+            code = [script] + sorted(import_closure(script))
+            data = [d for d in block if not d.startswith(("src/", "stages/"))]
+            new = code + data
+            if new != block:
+                changed.append(stage)
+            out += [f"{indent}- {d}\n" for d in new]
+    path.write_text("".join(out), encoding="utf-8")
+    return changed
+
+
+if __name__ == "__main__":
+    print("updated deps of:", ", ".join(sync_dvc_yaml()) or "nothing")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from synthmix.classify.train import PLAIN_MEAN, PLAIN_STD, predict
 from synthmix.config import validate_params
 from synthmix.config.classify import ExtraTestSet
 from synthmix.core.errors import DataError, ParamsError
+from shipped_params import shipped
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 
@@ -56,9 +59,9 @@ def test_unknown_their_class_names_the_folders(folder):
 
 
 def test_params_reject_a_map_onto_an_unknown_class():
-    raw = {"prepare": {"classes": CLASSES, "train_per_class": 4, "val_per_class": 2, "test_per_class": 2},
-           "train_generator": {}, "generate": {"per_class": 4}, "mix": {"names": ["pct0"]}, "train": {"seeds": [0]},
-           "evaluate": {"extra_test_sets": [{"name": "f", "root": "/x", "class_map": {"a": "cat"}}]}}  # fmt: skip
+    raw = copy.deepcopy(shipped())
+    raw["prepare"]["classes"] = CLASSES
+    raw["evaluate"]["extra_test_sets"] = [{"name": "f", "root": "/x", "class_map": {"a": "cat"}}]
     with pytest.raises(ParamsError, match=r"extra_test_sets\[f\].class_map maps to \['cat'\]"):
         validate_params(raw)
     raw["evaluate"]["extra_test_sets"] = [{"name": "test", "root": "/x"}]

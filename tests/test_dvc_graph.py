@@ -33,7 +33,7 @@ def test_python_deps_are_the_import_closure(name):
     script, _ = parse_cmd(stage["cmd"])
     declared = set().union(*(_expand(d) for d in stage["deps"] if d.startswith(("src/", "stages/"))))
     needed = import_closure(script) | {script}
-    assert not needed - declared, f"{name}: add to deps: {sorted(needed - declared)}"
+    assert not needed - declared, f"{name}: add to deps (python tests/stage_graph.py does): {sorted(needed - declared)}"
     assert not declared - needed, f"{name}: deps the stage never imports: {sorted(declared - needed)}"
 
 

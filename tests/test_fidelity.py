@@ -23,6 +23,7 @@ from synthmix.quality.inception import (
     resolve_weights,
     weights_dir,
 )  # fmt: skip
+from shipped_params import section
 
 CPU = torch.device("cpu")
 
@@ -102,7 +103,7 @@ def features(fmnist_images, converted):
 
 def test_fid_of_a_set_against_itself_is_zero_and_a_shift_is_clearly_larger(features):
     a, b, _ = features
-    params = FidelityParams(kid_subsets=20)
+    params = section("fidelity", kid_subsets=20)
     same = pair_metrics(a, a, params)
     shifted = pair_metrics(b, a, params)
     assert abs(same["fid"]) < 1e-3 * max(1.0, shifted["fid"])
@@ -120,7 +121,7 @@ def test_per_class_report_records_counts_and_marks_inception_score_unavailable(f
     names = np.array(["t_shirt_top", "trouser", "sneaker"])[np.searchsorted([0, 1, 7], labels)]
     real = {"features": a, "labels": list(names), "logits": None}
     gen = {"features": b[::2], "labels": list(names[::2]), "logits": None}
-    params = FidelityParams(kid_subsets=10)
+    params = section("fidelity", kid_subsets=10)
     rep = set_report(gen, real, ["t_shirt_top", "trouser", "sneaker"], params)
     assert rep["overall"]["n_synthetic"] == 24 and rep["overall"]["n_real"] == 48
     assert {c: m["n_synthetic"] for c, m in rep["per_class"].items()} == {"t_shirt_top": 8, "trouser": 8, "sneaker": 8}

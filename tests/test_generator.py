@@ -23,6 +23,7 @@ from synthmix.generate import generate_synthetic
 from synthmix.data.classes import read_class_info
 from synthmix.generators.ddpm import ClassConditionalDDPMPipeline, load_generator
 from synthmix.generators.ddpm_training import load_training_images, train_ddpm
+from shipped_params import section
 
 CLASSES = ["circle", "square", "bar"]
 RES = 16
@@ -66,9 +67,8 @@ def _train(params, manifest, classes_json, out) -> dict:
 def model_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("gen")
     manifest, classes_json = _fake_real_set(root / "real")
-    params = TrainGeneratorParams(
-        resolution=RES, block_out_channels=[8, 16], steps=60, batch_size=8, lr=1e-3, seed=0
-    )
+    params = section("train_generator", resolution=RES, block_out_channels=[8, 16], steps=60, batch_size=8,
+                     lr=1e-3, seed=0)
     out = root / "models" / "generator"
     info = _train(params, manifest, classes_json, out)
     assert info["classes"] == CLASSES and np.isfinite(info["final_loss"])
@@ -78,7 +78,7 @@ def model_dir(tmp_path_factory) -> Path:
 def _params(**kw) -> GenerateParams:
     base = {"per_class": 3, "steps": 2, "guidance_scale": 2.0, "batch_size": 4, "seed": 7}
     base.update(kw)
-    return GenerateParams(**base)
+    return section("generate", **base)
 
 
 def _run(params, model_dir, root: Path, name: str, **kw) -> dict:
@@ -210,7 +210,7 @@ def test_missing_or_wrong_model_dir_is_a_clear_error(model_dir, tmp_path):
 def test_train_rejects_labels_outside_classes_json(tmp_path):
     manifest, classes_json = _fake_real_set(tmp_path / "real", per_class=1)
     classes_json.write_text(json.dumps({"classes": CLASSES[:2], "mode": "L"}))
-    params = TrainGeneratorParams(resolution=RES, block_out_channels=[8, 16], steps=1, batch_size=2)
+    params = section("train_generator", resolution=RES, block_out_channels=[8, 16], steps=1, batch_size=2)
     with pytest.raises(DataError, match="not in classes.json"):
         _train(params, manifest, classes_json, tmp_path / "gen")
     assert not (tmp_path / "gen").exists()

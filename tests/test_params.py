@@ -105,3 +105,34 @@ def test_not_a_mapping(tmp_path):
 )
 def test_fake_count_rounds_half_up(total, name, expected):
     assert MixSpec.parse(name).counts(total, total)[1] == expected
+
+
+def _fields_set_by(model, data: dict, path: str = ""):
+    """(dotted key, pydantic field) of every key of ``data`` (params.yaml) in ``model``, nested sections too."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        if name not in data:
+            continue
+        yield path + name, field
+        ann = field.annotation
+        while typing.get_origin(ann) is typing.Union:
+            ann = next(a for a in typing.get_args(ann) if a is not type(None))
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(data[name], dict):
+            yield from _fields_set_by(ann, data[name], f"{path}{name}.")
+
+
+def test_every_default_lives_in_one_place(raw):
+    """A key that params.yaml sets is required by the schema (no second, silent default there), and
+    every section the schema knows is in params.yaml with every one of its keys."""
+    from synthmix.config import Params
+
+    doubled = [key for key, field in _fields_set_by(Params, raw) if not field.is_required()]
+    assert not doubled, f"schema defaults for keys params.yaml sets (remove them from the schema): {doubled}"
+    missing = [n for n, f in Params.model_fields.items() if n not in raw]
+    assert not missing, f"sections missing from params.yaml: {missing}"
+    # a shipped params.yaml without a key is refused, naming the key (not silently defaulted)
+    del raw["train"]["epochs"]
+    check_error(raw, "train.epochs", "required key is missing")

@@ -28,6 +28,7 @@ from synthmix.data.sources import (
     read_idx,
     resize_center_crop,
 )
+from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -41,7 +42,7 @@ def make_params(**overrides) -> PrepareParams:
     base = dict(classes=["t_shirt_top", "trouser", "ankle_boot"], train_per_class=4, val_per_class=2,
                 test_per_class=3, seed=0)  # fmt: skip
     base.update(overrides)
-    return PrepareParams(**base)
+    return section("prepare", **base)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:

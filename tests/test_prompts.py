@@ -16,6 +16,7 @@ from synthmix.testing.clip_vocab import (
     bytes_to_unicode,
     clip_tokenizer,
 )
+from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 FP = "best quality, 8k, realistic, photo-realistic:1.4"
@@ -41,7 +42,7 @@ def _params(wc: Path, **kw) -> PromptParams:
         suffix=FP, negative=FN, wildcards_dir=str(wc),
     )
     base.update(kw)
-    return PromptParams(**base)
+    return section("generate.prompt", **base)
 
 
 def test_weight_syntax_becomes_compel():
@@ -79,7 +80,7 @@ def test_class_override_variants_and_class_names(wildcards):
     builder = PromptBuilder(_params(wildcards))
     cat = builder.draw("cat", 5).prompt
     assert "colour" not in cat and any(h in cat for h in ("tabby", "persian cat", "siamese cat"))
-    p = PromptParams(template="a {red|blue} {class}", class_names={"t_shirt": "T-shirt"}, wildcards_dir=str(wildcards))
+    p = section("generate.prompt", template="a {red|blue} {class}", class_names={"t_shirt": "T-shirt"}, wildcards_dir=str(wildcards))
     texts = {PromptBuilder(p).draw("t_shirt", s).prompt for s in range(30)}
     assert texts == {"a red T-shirt", "a blue T-shirt"}
     assert PromptBuilder(p).draw("dress_coat", 1).prompt.endswith(" dress coat")
@@ -99,7 +100,11 @@ def test_shipped_wildcard_files():
     lines = {n: (root / f"{n}.txt").read_text().splitlines() for n in ("view", "color", "location")}
     assert lines["view"] == ["Side View", "Frontal View", "Rear View", "Top-Down View", "Close-Up View"]
     assert len(set(lines["color"])) == 45 and len(set(lines["location"])) == 45
-    builder = PromptBuilder(PromptParams(template="__view__ of a __color__ {class} in __location__",
+    # the thesis's table 3-1, as published (README.md there names the source)
+    assert lines["color"][:3] == ["Red", "Blue", "Green"] and lines["color"][-1] == "Charcoal"
+    assert lines["location"][:3] == ["City", "Village", "Island"] and lines["location"][-1] == "Everglades"
+    assert "table 3-1" in (root / "README.md").read_text()
+    builder = PromptBuilder(section("generate.prompt", template="__view__ of a __color__ {class} in __location__",
                                          wildcards_dir=str(root)))
     builder.check(["car"])
     assert " car in " in builder.draw("car", 3).prompt

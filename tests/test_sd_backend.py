@@ -30,6 +30,7 @@ from synthmix.generators.prompts import ImagePrompt, to_compel
 from synthmix.generators.stable_diffusion import StableDiffusionBackend, regenerate
 from synthmix.testing.sd_architectures import build_pipeline
 from synthmix.testing.sd_single_file import export_single_file
+from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "ship"]
@@ -83,7 +84,7 @@ def _params(models, family="sd", **kw) -> GenerateParams:
                        "class_templates": {"cat": "__view__ of a ({class}):1.4 in __location__"},
                        "wildcards_dir": str(REPO / "prompts" / "wildcards")}}
     base.update(kw)
-    return GenerateParams(**base)
+    return section("generate", **base)
 
 
 def _run(params, models, root: Path, name: str, **kw) -> dict:

@@ -50,6 +50,7 @@ from synthmix.segmentation.spade import (
     one_hot,
     render,
 )
+from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +144,7 @@ def test_class_absent_everywhere_has_no_iou():
 @pytest.fixture
 def spade_setup():
     cfg = SpadeConfig(n_classes=3, image_size=32, ngf=8, ndf=8, spade_hidden=8, upsamples=3, z_dim=8)
-    params = SegTrainSpadeParams(lr_g=1e-3, lr_d=1e-3, lambda_l1=10.0)
+    params = section("seg_train_spade", lr_g=1e-3, lr_d=1e-3, lambda_l1=10.0)
     g = torch.Generator().manual_seed(0)
     masks = torch.zeros(4, 32, 32, dtype=torch.long)
     masks[:, 8:24, 4:16] = 1
@@ -225,7 +226,7 @@ def test_label_ddpm_trains_one_step_and_samples_maps_per_seed(tmp_path):
         save_mask(m, tmp_path / f"m{i}.png")
         save_rgb(np.zeros((32, 32, 3), np.uint8), tmp_path / f"i{i}.png")
         records.append(pair_record(tmp_path / f"i{i}.png", tmp_path / f"m{i}.png", "real"))
-    params = SegTrainLabelsParams(resolution=16, block_out_channels=[8, 16], steps=1, batch_size=4)
+    params = section("seg_train_labels", resolution=16, block_out_channels=[8, 16], steps=1, batch_size=4)
     info = train_label_ddpm(params, records, ["bg", "a", "b"], 255, tmp_path / "model", torch.device("cpu"))
     assert np.isfinite(info["final_loss"]) and info["params"]["label_dropout"] == 0.0
     assert read_label_info(tmp_path / "model")["classes"] == ["bg", "a", "b"]
@@ -289,7 +290,7 @@ def test_folder_pairs_prepare_writes_manifests_with_masks(tmp_path):
     from synthmix.segmentation.prepare import prepare_segmentation
 
     _pair_folder(tmp_path / "src", 8)
-    params = SegPrepareParams(source="folder_pairs", root=str(tmp_path / "src"), classes=["bg", "top"],
+    params = section("seg_prepare", source="folder_pairs", root=str(tmp_path / "src"), classes=["bg", "top"],
                               image_size=32, val_fraction=0.25, test_fraction=0.25)  # fmt: skip
     stats = prepare_segmentation(params, tmp_path / "out")
     assert stats["pairs"] == {"train": 4, "val": 2, "test": 2}
@@ -358,7 +359,7 @@ def test_scene_set_errors_name_the_seg_keys(tmp_path):
     from synthmix.segmentation.prepare import prepare_segmentation
 
     with pytest.raises(MissingAssetError, match="point seg_prepare.root at .* use seg_prepare.source: folder_pairs"):
-        prepare_segmentation(SegPrepareParams(root=str(tmp_path / "nothing")), tmp_path / "out")
+        prepare_segmentation(section("seg_prepare", root=str(tmp_path / "nothing")), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -14,8 +14,8 @@ class MixParams(Section):
     # pctN: fixed total per class, N % synthetic; augN: all real + N % as many synthetic
     names: list[str] = Field(min_length=1)
     # training images per class in pctN mixes; null = prepare.train_per_class
-    per_class: Optional[int] = Field(default=None, ge=1)
-    seed: int = 0
+    per_class: Optional[int] = Field(ge=1)
+    seed: int
 
     @field_validator("names")
     @classmethod
@@ -25,16 +25,16 @@ class MixParams(Section):
 
 class TrainParams(Section):
     seeds: list[int] = Field(min_length=1)
-    arch: Literal["resnet18"] = "resnet18"
-    pretrained: bool = False
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    input_size: int = Field(32, ge=16)
-    augment: bool = False
-    num_threads: int = Field(0, ge=0)
+    arch: Literal["resnet18"]
+    pretrained: bool
+    optimizer: Literal["adam", "adamw", "sgd"]
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    input_size: int = Field(ge=16)
+    augment: bool
+    num_threads: int = Field(ge=0)
 
 
 class ExtraTestSet(Section):
@@ -53,8 +53,8 @@ class ExtraTestSet(Section):
 
 
 class EvaluateParams(Section):
-    batch_size: int = Field(256, ge=1)
-    extra_test_sets: list[ExtraTestSet] = []
+    batch_size: int = Field(ge=1)
+    extra_test_sets: list[ExtraTestSet]
 
     @field_validator("extra_test_sets")
     @classmethod
@@ -69,31 +69,31 @@ class EvaluateParams(Section):
 class ReportParams(Section):
     """metrics/REPORT.md and its pictures."""
 
-    sheet_per_class: int = Field(32, ge=1)  # synthetic images per class in the contact sheets
-    seed: int = 0  # which images the contact sheets show
+    sheet_per_class: int = Field(ge=1)  # synthetic images per class in the contact sheets
+    seed: int  # which images the contact sheets show
 
 
 class QCParams(Section):
     """Quality control of the synthetic set before mixing (off by default: no source study filters)."""
 
-    enabled: bool = False
+    enabled: bool
     # wrong-class filter: a ResNet-18 trained on the real train split (val split picks the epoch)
-    wrong_class: bool = True
-    confidence: float = Field(0.9, gt=0, lt=1)  # drop if another class gets probability above this
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(32, ge=1)
-    input_size: int = Field(32, ge=16)
-    # near-duplicates: phash = Hamming distance of 64-bit DCT hashes; features = cosine
+    wrong_class: bool
+    confidence: float = Field(gt=0, lt=1)  # drop if another class gets probability above this
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    input_size: int = Field(ge=16)
+    # near-duplicates: phash = Hamming distance of 256-bit DCT hashes (imagehash); features = cosine
     # similarity of the QC classifier's penultimate features; none = keep duplicates
-    dedup: Literal["none", "phash", "features"] = "phash"
-    phash_max_distance: int = Field(12, ge=0, le=256)  # Hamming distance of 256-bit hashes
-    cosine_threshold: float = Field(0.98, gt=0, le=1)
-    against_real: bool = True  # also drop synthetic images that duplicate a real training image
-    sheet_max: int = Field(64, ge=1)  # dropped images shown in the report's contact sheet
-    seed: int = 0
+    dedup: Literal["none", "phash", "features"]
+    phash_max_distance: int = Field(ge=0, le=256)  # Hamming distance of 256-bit hashes
+    cosine_threshold: float = Field(gt=0, le=1)
+    against_real: bool  # also drop synthetic images that duplicate a real training image
+    sheet_max: int = Field(ge=1)  # dropped images shown in the report's contact sheet
+    seed: int
 
 
 class SummarizeParams(Section):
-    baseline: str = "pct0"
-    confidence: float = Field(0.95, gt=0, lt=1)
+    baseline: str
+    confidence: float = Field(gt=0, lt=1)

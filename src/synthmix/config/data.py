@@ -10,19 +10,19 @@ from synthmix.config.base import Section, unique_names
 
 
 class PrepareParams(Section):
-    source: Literal["fashion_mnist_debian", "torchvision", "image_folder"] = "fashion_mnist_debian"
+    source: Literal["fashion_mnist_debian", "torchvision", "image_folder"]
     # torchvision dataset name, used when source is torchvision
-    dataset: Literal["cifar10", "stl10", "fashion_mnist"] = "fashion_mnist"
+    dataset: Literal["cifar10", "stl10", "fashion_mnist"]
     # Debian files dir / torchvision download dir / ROOT of ROOT/<class>/* images
-    root: str = "/usr/share/datasets/fashion-mnist"
-    download: bool = False
+    root: str
+    download: bool
     classes: list[str] = Field(min_length=2)
     train_per_class: int = Field(ge=1)
     val_per_class: int = Field(ge=1)
     test_per_class: int = Field(ge=1)
     # square side for image_folder photos (resize shorter side + centre crop); null keeps size
-    image_size: Optional[int] = Field(default=None, ge=8)
-    skip_corrupt: bool = False
-    seed: int = 0
+    image_size: Optional[int] = Field(ge=8)
+    skip_corrupt: bool
+    seed: int
 
     _unique_classes = field_validator("classes")(unique_names)

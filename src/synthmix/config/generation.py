@@ -7,23 +7,29 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from synthmix.config.base import Section
+from synthmix.generators.base import BACKENDS
+from synthmix.generators.schedulers import SCHEDULERS
+
+# allowed values come from the registries (a backend or sampler added there is allowed here)
+BackendName = Literal[tuple(BACKENDS)]
+SchedulerName = Literal[tuple(SCHEDULERS)]
 
 
 class DDPMTrainingParams(Section):
     """A diffusers UNet2DModel DDPM and its training run (train_generator, seg_train_labels)."""
 
-    resolution: int = Field(32, ge=8)
-    block_out_channels: list[int] = Field(default=[16, 32, 32], min_length=1)
-    layers_per_block: int = Field(1, ge=1)
-    attention: bool = False
-    steps: int = Field(1500, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
-    ema_decay: float = Field(0.999, ge=0, lt=1)
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    seed: int = 0
+    resolution: int = Field(ge=8)
+    block_out_channels: list[int] = Field(min_length=1)
+    layers_per_block: int = Field(ge=1)
+    attention: bool
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    num_train_timesteps: int = Field(ge=2)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+    ema_decay: float = Field(ge=0, lt=1)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"]
+    seed: int
 
 
 def unet_shape_problem(section: str, p: DDPMTrainingParams) -> str | None:
@@ -39,7 +45,7 @@ def unet_shape_problem(section: str, p: DDPMTrainingParams) -> str | None:
 
 
 class TrainGeneratorParams(DDPMTrainingParams):
-    label_dropout: float = Field(0.1, ge=0, lt=1)
+    label_dropout: float = Field(ge=0, lt=1)
 
 
 # FreeU factors of the prompt-strategy study, per model family (null in params.yaml = these)
@@ -52,11 +58,11 @@ FREEU_DEFAULTS = {
 class FreeUParams(Section):
     """FreeU (re-weighting of UNet skip/backbone features); null factors = the family default."""
 
-    enabled: bool = False
-    b1: Optional[float] = Field(default=None, ge=0)
-    b2: Optional[float] = Field(default=None, ge=0)
-    s1: Optional[float] = Field(default=None, ge=0)
-    s2: Optional[float] = Field(default=None, ge=0)
+    enabled: bool
+    b1: Optional[float] = Field(ge=0)
+    b2: Optional[float] = Field(ge=0)
+    s1: Optional[float] = Field(ge=0)
+    s2: Optional[float] = Field(ge=0)
 
     def resolved(self, family: str) -> dict[str, float]:
         base = FREEU_DEFAULTS[family]
@@ -74,25 +80,25 @@ class SDParams(Section):
     """Stable Diffusion settings (generate.backend sd or sdxl)."""
 
     # hub id (online or HF cache), local diffusers folder, or a single .safetensors/.ckpt file
-    model: Optional[str] = None
-    model_kind: Literal["auto", "folder", "single_file", "hub"] = "auto"
+    model: Optional[str]
+    model_kind: Literal["auto", "folder", "single_file", "hub"]
     # single-file checkpoints: a local diffusers folder (or hub id) with the component configs
-    config: Optional[str] = None
-    refiner: Optional[str] = None  # sdxl only: refiner model (same forms as model)
-    refiner_switch: float = Field(0.8, gt=0, lt=1)  # fraction of steps done by the base model
-    scheduler: Literal["dpmpp_2m_karras", "euler_a", "ddim"] = "dpmpp_2m_karras"
-    steps: int = Field(30, ge=1)
-    guidance_scale: float = Field(7.5, ge=0)
-    width: Optional[int] = Field(default=None, ge=8)  # null = 512 (sd) / 1024 (sdxl)
-    height: Optional[int] = Field(default=None, ge=8)
-    dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # auto = fp16 on CUDA, fp32 on CPU
-    freeu: FreeUParams = FreeUParams()
-    loras: list[LoraParams] = []
+    config: Optional[str]
+    refiner: Optional[str]  # sdxl only: refiner model (same forms as model)
+    refiner_switch: float = Field(gt=0, lt=1)  # fraction of steps done by the base model
+    scheduler: SchedulerName
+    steps: int = Field(ge=1)
+    guidance_scale: float = Field(ge=0)
+    width: Optional[int] = Field(ge=8)  # null = 512 (sd) / 1024 (sdxl)
+    height: Optional[int] = Field(ge=8)
+    dtype: Literal["auto", "fp16", "bf16", "fp32"]  # auto = fp16 on CUDA, fp32 on CPU
+    freeu: FreeUParams
+    loras: list[LoraParams]
     # images per pipeline call, always this many (the last call padded): a fixed shape keeps
     # each image independent of generate.batch_size, the resume point and the process count
-    forward_batch: int = Field(8, ge=1)
-    compile: bool = False  # torch.compile the UNet (pays off for large runs on a GPU)
-    save_size: Optional[int] = Field(default=None, ge=8)  # also write a downsampled copy (square side)
+    forward_batch: int = Field(ge=1)
+    compile: bool  # torch.compile the UNet (pays off for large runs on a GPU)
+    save_size: Optional[int] = Field(ge=8)  # also write a downsampled copy (square side)
 
     @field_validator("width", "height")
     @classmethod
@@ -106,24 +112,24 @@ class PromptParams(Section):
     """Prompt templates (dynamicprompts syntax) for the text-to-image backends."""
 
     # {class} = the class text; __name__ = a line of wildcards_dir/name.txt; {a|b} = a variant
-    template: str = Field("a photo of a {class}", min_length=1)
-    class_templates: dict[str, str] = {}  # per-class overrides of template
-    class_names: dict[str, str] = {}  # text for {class}; default: the label with _ as spaces
-    suffix: str = ""  # appended after ", " (the source's Fp)
-    negative: str = ""  # negative prompt (the source's Fn)
-    wildcards_dir: str = "prompts/wildcards"
+    template: str = Field(min_length=1)
+    class_templates: dict[str, str]  # per-class overrides of template
+    class_names: dict[str, str]  # text for {class}; default: the label with _ as spaces
+    suffix: str  # appended after ", " (the source's Fp)
+    negative: str  # negative prompt (the source's Fn)
+    wildcards_dir: str
 
 
 class GenerateParams(Section):
-    backend: Literal["ddpm", "sd", "sdxl"] = "ddpm"
-    per_class: int = Field(225, ge=1)
-    steps: int = Field(20, ge=1)
-    guidance_scale: float = Field(2.0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    seed: int = 0
-    write_threads: int = Field(2, ge=0)  # PNG encoding/writing threads beside sampling; 0 = inline
-    sd: SDParams = SDParams()
-    prompt: PromptParams = PromptParams()
+    backend: BackendName
+    per_class: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    guidance_scale: float = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    seed: int
+    write_threads: int = Field(ge=0)  # PNG encoding/writing threads beside sampling; 0 = inline
+    sd: SDParams
+    prompt: PromptParams
 
     @model_validator(mode="after")
     def _sd_needs_a_model(self) -> "GenerateParams":

@@ -40,27 +40,27 @@ from synthmix.mixes import MixSpec
 
 class Params(Section):
     # auto: CUDA when present, else CPU; every stage that computes reads this one param
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"]
     prepare: PrepareParams
     train_generator: TrainGeneratorParams
     generate: GenerateParams
     mix: MixParams
     train: TrainParams
-    evaluate: EvaluateParams = EvaluateParams()
-    fidelity: FidelityParams = FidelityParams()
-    qc: QCParams = QCParams()
-    report: ReportParams = ReportParams()
-    summarize: SummarizeParams = SummarizeParams()
-    hyponet: HyponetParams = HyponetParams()
-    seg_prepare: SegPrepareParams = SegPrepareParams()
-    seg_train_labels: SegTrainLabelsParams = SegTrainLabelsParams()
-    seg_generate_labels: SegGenerateLabelsParams = SegGenerateLabelsParams()
-    seg_train_spade: SegTrainSpadeParams = SegTrainSpadeParams()
-    seg_generate_images: SegGenerateImagesParams = SegGenerateImagesParams()
-    seg_mix: SegMixParams = SegMixParams()
-    seg_train: SegTrainParams = SegTrainParams()
-    seg_evaluate: SegEvaluateParams = SegEvaluateParams()
-    seg_summarize: SegSummarizeParams = SegSummarizeParams()
+    evaluate: EvaluateParams
+    fidelity: FidelityParams
+    qc: QCParams
+    report: ReportParams
+    summarize: SummarizeParams
+    hyponet: HyponetParams
+    seg_prepare: SegPrepareParams
+    seg_train_labels: SegTrainLabelsParams
+    seg_generate_labels: SegGenerateLabelsParams
+    seg_train_spade: SegTrainSpadeParams
+    seg_generate_images: SegGenerateImagesParams
+    seg_mix: SegMixParams
+    seg_train: SegTrainParams
+    seg_evaluate: SegEvaluateParams
+    seg_summarize: SegSummarizeParams
 
     @model_validator(mode="after")
     def _seg_cross_checks(self) -> "Params":

@@ -9,9 +9,12 @@ from pydantic import Field, field_validator, model_validator
 from synthmix.config.base import Section, unique_names
 from synthmix.config.generation import DDPMTrainingParams, unet_shape_problem
 from synthmix.mixes import SEGMENTATION_KINDS, MixSpec, check_names
+from synthmix.segmentation.models import SEG_MODELS
 
 if TYPE_CHECKING:
     from synthmix.config.params import Params
+
+SegModelName = Literal[tuple(SEG_MODELS)]  # the registry's names (synthmix.segmentation.models)
 
 
 def _pair(v: list[int], key: str, low: int) -> list[int]:
@@ -23,24 +26,24 @@ def _pair(v: list[int], key: str, low: int) -> list[int]:
 class SegPrepareParams(Section):
     # fashion_mnist_scenes: the offline scene set built from Fashion-MNIST items (root = its files)
     # folder_pairs: root/images/<name>.<ext> with root/masks/<name>.png (LoveDA-style layout)
-    source: Literal["fashion_mnist_scenes", "folder_pairs"] = "fashion_mnist_scenes"
-    root: str = "/usr/share/datasets/fashion-mnist"
+    source: Literal["fashion_mnist_scenes", "folder_pairs"]
+    root: str
     # class names in mask-id order; for scenes, id 0 is the background, the rest are
     # Fashion-MNIST class names
-    classes: list[str] = Field(default=["background", "trouser", "sneaker", "bag"], min_length=2)
+    classes: list[str] = Field(min_length=2)
     # folder_pairs only: one [r, g, b] mask colour per class; null = masks hold integer ids
-    palette: Optional[list[list[int]]] = None
-    ignore_index: int = Field(255, ge=0, le=255)
-    image_size: int = Field(64, ge=32)
-    train_count: int = Field(300, ge=1)
-    val_count: int = Field(50, ge=1)
-    test_count: int = Field(100, ge=1)
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.25, gt=0, lt=1)
-    items_per_scene: list[int] = [2, 4]
-    item_size: list[int] = [24, 40]
-    silhouette_threshold: int = Field(16, ge=1, le=254)
-    seed: int = 0
+    palette: Optional[list[list[int]]]
+    ignore_index: int = Field(ge=0, le=255)
+    image_size: int = Field(ge=32)
+    train_count: int = Field(ge=1)
+    val_count: int = Field(ge=1)
+    test_count: int = Field(ge=1)
+    val_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)
+    items_per_scene: list[int]
+    item_size: list[int]
+    silhouette_threshold: int = Field(ge=1, le=254)
+    seed: int
 
     _unique_classes = field_validator("classes")(unique_names)
 
@@ -81,24 +84,20 @@ class SegPrepareParams(Section):
 
 
 class SegTrainLabelsParams(DDPMTrainingParams):
-    # the train_generator DDPM without classes; defaults sized for label maps on a CPU
-    steps: int = Field(800, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    ema_decay: float = Field(0.995, ge=0, lt=1)
+    """The train_generator DDPM without classes (its own values in params.yaml, sized for label maps)."""
 
 
 class SegGenerateLabelsParams(Section):
-    count: int = Field(60, ge=1)
-    steps: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
-    seed: int = 0
+    count: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int
     # post-processing (at the label resolution)
-    ramp_tolerance: float = Field(0.25, gt=0, le=0.5)
-    structuring_element: Literal["square", "cross", "disk"] = "square"
-    element_size: int = Field(2, ge=1)
-    min_island_size: int = Field(4, ge=0)
-    neighbourhood: int = Field(3, ge=3)
+    ramp_tolerance: float = Field(gt=0, le=0.5)
+    structuring_element: Literal["square", "cross", "disk"]
+    element_size: int = Field(ge=1)
+    min_island_size: int = Field(ge=0)
+    neighbourhood: int = Field(ge=3)
 
     @field_validator("neighbourhood")
     @classmethod
@@ -109,32 +108,32 @@ class SegGenerateLabelsParams(Section):
 
 
 class SegTrainSpadeParams(Section):
-    ngf: int = Field(16, ge=4)
-    ndf: int = Field(32, ge=4)
-    spade_hidden: int = Field(32, ge=4)
-    upsamples: int = Field(3, ge=1)
-    z_dim: int = Field(32, ge=0)
-    d_layers: int = Field(3, ge=1)
-    num_d: int = Field(2, ge=1)
-    steps: int = Field(500, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(4e-4, gt=0)
-    lambda_feat: float = Field(10.0, ge=0)
-    lambda_l1: float = Field(10.0, ge=0)
-    seed: int = 0
+    ngf: int = Field(ge=4)
+    ndf: int = Field(ge=4)
+    spade_hidden: int = Field(ge=4)
+    upsamples: int = Field(ge=1)
+    z_dim: int = Field(ge=0)
+    d_layers: int = Field(ge=1)
+    num_d: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr_g: float = Field(gt=0)
+    lr_d: float = Field(gt=0)
+    lambda_feat: float = Field(ge=0)
+    lambda_l1: float = Field(ge=0)
+    seed: int
 
 
 class SegGenerateImagesParams(Section):
-    batch_size: int = Field(32, ge=1)
-    seed: int = 0
+    batch_size: int = Field(ge=1)
+    seed: int
 
 
 class SegMixParams(Section):
     # repN: the real train size, N % of the pairs replaced by synthetic ones; addN: all real
     # pairs plus N % as many synthetic ones
-    names: list[str] = Field(default=["rep0", "rep10"], min_length=1)
-    seed: int = 0
+    names: list[str] = Field(min_length=1)
+    seed: int
 
     @field_validator("names")
     @classmethod
@@ -143,27 +142,27 @@ class SegMixParams(Section):
 
 
 class SegTrainParams(Section):
-    models: list[Literal["linknet", "fpn", "unet", "pan"]] = Field(default=["linknet", "fpn"], min_length=1)
-    encoder: str = "resnet18"
+    models: list[SegModelName] = Field(min_length=1)
+    encoder: str
     # null: random init (offline); imagenet: smp's ImageNet encoder weights (download or cache)
-    encoder_weights: Optional[Literal["imagenet"]] = None
-    seeds: list[int] = Field(default=[0, 1], min_length=1)
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    augment: bool = True
-    num_threads: int = Field(0, ge=0)
+    encoder_weights: Optional[Literal["imagenet"]]
+    seeds: list[int] = Field(min_length=1)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    augment: bool
+    num_threads: int = Field(ge=0)
 
 
 class SegEvaluateParams(Section):
-    batch_size: int = Field(64, ge=1)
-    overlay_count: int = Field(6, ge=1)
+    batch_size: int = Field(ge=1)
+    overlay_count: int = Field(ge=1)
 
 
 class SegSummarizeParams(Section):
-    baseline: str = "rep0"
-    confidence: float = Field(0.95, gt=0, lt=1)
+    baseline: str
+    confidence: float = Field(gt=0, lt=1)
 
 
 def seg_checks(p: "Params") -> None:

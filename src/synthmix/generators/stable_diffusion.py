@@ -48,35 +48,12 @@ from synthmix.config.generation import GenerateParams
 from synthmix.core.errors import DataError, MissingAssetError
 from synthmix.data.manifest import file_sha256
 from synthmix.generators.prompts import PromptBuilder
+from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
 
 log = logging.getLogger(__name__)
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-SCHEDULERS = {
-    "dpmpp_2m_karras": "DPMSolverMultistepScheduler(algorithm_type=dpmsolver++, solver_order=2, use_karras_sigmas=True)",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "ddim": "DDIMScheduler",
-}
 DEFAULT_SIZE = {"sd": 512, "sdxl": 1024}
-
-
-def make_scheduler(name: str, config):
-    """The sampler ``name`` built from the model's own scheduler config (keeps its noise schedule)."""
-    from diffusers import (
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerAncestralDiscreteScheduler,
-    )
-
-    if name == "dpmpp_2m_karras":
-        return DPMSolverMultistepScheduler.from_config(
-            config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
-        )
-    if name == "euler_a":
-        return EulerAncestralDiscreteScheduler.from_config(config)
-    if name == "ddim":
-        return DDIMScheduler.from_config(config)
-    raise ValueError(f"unknown scheduler {name!r}")
 
 
 def model_kind(source: str, kind: str = "auto", key: str = "generate.sd.model") -> str:
@@ -328,7 +305,7 @@ class StableDiffusionBackend:
             "refiner": self.sd.refiner,
             "refiner_switch": self.sd.refiner_switch if self.sd.refiner else None,
             "scheduler": self.sd.scheduler,
-            "sampler": SCHEDULERS[self.sd.scheduler],
+            "sampler": SCHEDULERS[self.sd.scheduler].describe(),
             "steps": self.sd.steps,
             "guidance_scale": float(self.sd.guidance_scale),
             "width": self.width,
@@ -432,10 +409,18 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
         "height": record["height"], "forward_batch": record["forward_batch"],
         "refiner_switch": record.get("refiner_switch") or 0.8,
         "dtype": {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(record.get("dtype"), "auto"),
-        "freeu": {"enabled": True, **freeu} if freeu else {"enabled": False},
+        "freeu": {"enabled": True, **freeu} if freeu else {"enabled": False, "b1": None, "b2": None, "s1": None, "s2": None},
         "loras": [{"path": lo["path"], "scale": lo["scale"]} for lo in record.get("loras") or []],
+        # not recorded because they do not change pixels (a single-file model needs its config
+        # offline: regenerate from a folder or hub id, or pass the record through generate)
+        "model_kind": "auto", "config": None, "compile": False, "save_size": None,
     }
-    params = GenerateParams(backend=record["generator"], per_class=1, sd=sd)
+    # the prompt is given whole below (no template draw); batch and writer settings do not change pixels
+    prompt = {"template": record["prompt"], "class_templates": {}, "class_names": {}, "suffix": "",
+              "negative": record["negative_prompt"], "wildcards_dir": "prompts/wildcards"}
+    params = GenerateParams(backend=record["generator"], per_class=1, steps=record["steps"],
+                            guidance_scale=record["guidance_scale"], batch_size=1, seed=int(record["seed"]),
+                            write_threads=0, sd=sd, prompt=prompt)
     backend = StableDiffusionBackend(params, None, torch.device(device), record["generator"], classes=[record["label"]])
     draw = ImagePrompt(record["prompt"], record["negative_prompt"],
                        to_compel(record["prompt"]), to_compel(record["negative_prompt"]))
@@ -465,4 +450,4 @@ def _read_classes(model_dir: Path) -> list[str]:
     return [str(c) for c in classes]
 
 
-__all__ = ["SCHEDULERS", "StableDiffusionBackend", "load_pipeline", "make_scheduler", "model_kind", "weights_sha256"]
+__all__ = ["StableDiffusionBackend", "load_pipeline", "model_kind", "weights_sha256"]
