@@ -13,20 +13,20 @@ import sys
 from pathlib import Path
 
 from synthmix.config.presets import exp_run_command
-from synthmix.core.stage import run_stage
+from synthmix.core.errors import SynthmixError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", nargs="?", help="preset name (a file presets/NAME.yaml)")
     ap.add_argument("--print", action="store_true", help="print the dvc command instead of running it")
     ap.add_argument("--list", action="store_true", help="list the presets")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--presets", default="presets")
-    args, extra = ap.parse_known_args()
+    args, extra = ap.parse_known_args(argv)
     if args.list or not args.name:
-        for p in sorted(Path(args.presets).glob("*.yaml")):
-            print(p.stem)
+        for name in sorted(p.stem for p in Path(args.presets).glob("*.yaml")):
+            print(name)
         return
     cmd = exp_run_command(args.name, args.params, args.presets) + extra
     if args.print:
@@ -36,4 +36,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    try:  # not run_stage: this is no stage (its own options, no params loaded first)
+        main()
+    except SynthmixError as exc:  # a bad preset: the message, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
