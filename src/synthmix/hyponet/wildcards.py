@@ -12,23 +12,38 @@ For each class (the source's algorithm, with the choices it left open as ``hypon
    which *is* the WordNet 3.0 offset (exact), or ``label_text``, the source's lookup of the
    label's first name (``wn.synsets("crane")[0]`` is the bird even when the machine was meant);
 4. check the answer against the class name's own synset (``class_synsets`` or the name):
-   the two are **related** when they meet at a common hypernym at most ``related_levels``
-   levels above each and the confidence is at least ``min_confidence``. With the default 2:
-   "jean" / "trouser" (1), "bulletproof vest" / "pullover" (2, at "garment") are related;
-   "sweatshirt" / "coat" (3, at "garment"), "knee pad" / "boot" (3, at "covering") and
-   "pedestal" / "dress" (4, at "artifact") are not. Unrelated answers are dropped; when none is left,
-   ``fallback: class_synset`` uses the class's own synset instead (reported in the JSON, with
-   the reason), ``fallback: none`` keeps the classifier's answer (the source's behaviour);
-5. take the synset's hypernym (``hypernym``: ``first`` as in the source, ``deepest``, ``all``),
-   its hyponyms (``depth``: ``direct`` or the whole ``subtree``), their lemma names
-   (``lemmas``: ``first`` per synset or ``all``; ``underscores_to_spaces``), de-duplicated
-   case-insensitively, and a random subset of at most ``max_count`` (seeded by
-   (``seed``, class)), sorted so the wildcard file diffs cleanly in git.
+   an answer that is the class synset or a kind of it (any depth: a sports car for "vehicle")
+   is **related**; any other answer is related when the two meet at a common hypernym at most
+   ``related_levels`` levels above each. With the default 2: "running shoe" / "sneaker" (1),
+   "bulletproof vest" / "pullover" (2, at "garment") are related; "sweatshirt" / "coat" (3, at
+   "garment"), "knee pad" / "boot" (3, at "covering") and "pedestal" / "dress" (4, at
+   "artifact") are not. An answer below ``min_confidence`` is not. Unrelated answers are
+   dropped; when none is left, ``fallback: class_synset`` uses the class's own synset instead
+   (reported in the JSON, with the reason), ``fallback: none`` keeps the classifier's answer
+   (the source's behaviour);
+5. choose the level whose hyponyms become the entries (:func:`candidate_levels`): the
+   answer's hypernym (``hypernym``: ``first`` as in the source, ``deepest``, ``all``), its
+   hyponyms (``depth``: ``direct`` or the whole ``subtree``), their lemma names (``lemmas``:
+   ``first`` per synset or ``all``; ``underscores_to_spaces``), de-duplicated
+   case-insensitively, one hypernym higher while fewer than ``min_count`` entries. Answers
+   below the class synset never climb above it (then the class's deeper kinds follow), and
+   the class synset itself (the fallback, or an answer that *is* the class) gives the class's
+   own kinds, as many levels deep as ``min_count`` needs: a broad class ("vehicle", "flower",
+   "dog") is never described by its siblings. A narrow class with fewer kinds than
+   ``min_count`` in its whole subtree (``sneaker`` = gym_shoe.n.01: only plimsoll) climbs to
+   its hypernym's hyponyms as the source did: its siblings;
+6. drop every entry that names another class of the study (its name, its synset or a kind
+   of it: "golden retriever" for "animal" when "dog" is a class, "sandal" for "sneaker" when
+   "sandal" is one), before counting against ``min_count``: such an entry would prompt an
+   image of the other class. Classes that contain this one ("animal" for "dog") cannot be
+   separated and are listed as not checked. Then a random subset of at most ``max_count``
+   (seeded by (``seed``, class)), sorted so the wildcard file diffs cleanly in git.
 
 The per-class report records every step: the sample images, the top-5 answers, the chosen
 ImageNet class and confidence, its synset, the relation to the class synset, whether the
-fallback was taken and why, the hypernyms, how many hyponyms and entries existed, and the kept
-entries.
+fallback was taken and why, the level used and those passed over, how many hyponyms and
+entries existed, the entries dropped for naming another class, and the kept entries with
+their synsets.
 """
 
 from __future__ import annotations
@@ -38,7 +53,9 @@ import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
 
@@ -127,14 +144,20 @@ def answer_synset(wn, index: int, mapping: str):
 
 
 def judge(answer: Answer, class_syn, params: HyponetParams) -> None:
-    """Fill ``answer.extra`` with its relation to the class synset and whether it is accepted."""
+    """Fill ``answer.extra`` with its relation to the class synset and whether it is accepted.
+
+    An answer that *is* the class synset or descends from it (a sports car for "vehicle", a
+    tabby for "cat") is related by definition, however many levels below the class it sits;
+    ``related_levels`` only judges answers beside the class (running shoe for "sneaker").
+    """
     reasons = []
-    distance, common = (None, None)
+    distance, common, below = (None, None, None)
     if answer.synset is None:
         reasons.append(f"no WordNet noun synset for the label text {short_label(answer.index)!r}")
     elif class_syn is not None:
         distance, common = W.relation_distance(answer.synset, class_syn)
-        if distance is None or distance > params.related_levels:
+        below = W.levels_below(answer.synset, class_syn)
+        if below is None and (distance is None or distance > params.related_levels):
             reasons.append(
                 f"unrelated to {class_syn.name()}: "
                 + ("no common hypernym" if distance is None else
@@ -146,23 +169,25 @@ def judge(answer: Answer, class_syn, params: HyponetParams) -> None:
     answer.extra.update({
         "distance_to_class": distance,
         "common_hypernym": common.name() if common is not None else None,
+        "levels_below_class": below,  # 0: the class synset itself; None: not a kind of the class
         # True / False, or None: accepted, but with no class synset to compare against
         "related": False if reasons else (None if class_syn is None else True),
         "rejected_because": reasons,
     })  # fmt: skip
 
 
-def entries_for(hyponyms: list, params: HyponetParams) -> list[str]:
-    """Lemma names of the hyponym synsets, formatted and de-duplicated case-insensitively."""
-    seen, out = set(), []
+def entries_for(hyponyms: list, params: HyponetParams) -> dict[str, object]:
+    """``{entry: synset}``: lemma names of the hyponym synsets, formatted, de-duplicated
+    case-insensitively (the first synset of a name wins) and sorted."""
+    seen, out = set(), {}
     for s in hyponyms:
         names = s.lemma_names()
         for name in names[:1] if params.lemmas == "first" else names:
             text = W.format_lemma(name, params.underscores_to_spaces)
             if text.lower() not in seen:
                 seen.add(text.lower())
-                out.append(text)
-    return sorted(out, key=lambda t: (t.lower(), t))
+                out[text] = s
+    return {k: out[k] for k in sorted(out, key=lambda t: (t.lower(), t))}
 
 
 def keep_subset(entries: list[str], class_name: str, params: HyponetParams) -> list[str]:
@@ -207,38 +232,199 @@ def decide(answers: list[Answer], class_syn, class_name: str, params: HyponetPar
     return list(dict.fromkeys(chosen)), fallback
 
 
-def wildcard_level(chosen: list, params: HyponetParams) -> tuple[list, list, list[str], list[dict]]:
-    """Hypernyms, their hyponyms, the formatted entries, and the levels climbed past.
+@dataclass
+class Level:
+    """One candidate for the wildcard: the hyponyms of ``synsets`` (``depth`` levels deep for
+    the class's own kinds), their entries, and which of them another class claims."""
 
-    Too few siblings (< ``min_count`` entries): climb one hypernym level at a time until there
-    are enough. If even the root has too few, the level with the most entries is used (never
-    the root's 3 abstractions).
+    kind: str  # "hypernym": hyponyms of hypernyms | "class_kinds": hyponyms of the class synset
+    synsets: list
+    hyponyms: list
+    entries: dict  # entry -> synset, every name the level offers
+    depth: int | None = None  # class_kinds: how many levels below the class
+    dropped: list = field(default_factory=list)  # entries naming another class (see other_class_conflict)
+
+    @property
+    def allowed(self) -> dict:
+        gone = {d["entry"] for d in self.dropped}
+        return {e: s for e, s in self.entries.items() if e not in gone}
+
+    def describe(self) -> dict:
+        if self.kind == "class_kinds":
+            return {"class_kinds_of": self.synsets[0].name(), "depth": self.depth, "entries": len(self.allowed)}
+        return {"hypernyms": [h.name() for h in self.synsets], "entries": len(self.allowed)}
+
+
+def _hypernyms(synsets: list, how: str, ceiling=None) -> list:
+    """The next level up: the chosen hypernyms (``hyponet.hypernym``) of each synset. Below a
+    ``ceiling`` (the class synset) only hypernyms on the way to it count, and the ceiling
+    itself is never left, so every level stays inside the class."""
+    out: list = []
+    for s in synsets:
+        if ceiling is not None and s == ceiling:
+            cands = [s]
+        else:
+            cands = W.choose_hypernyms(s, how)
+            if ceiling is not None:
+                on_path = [h for h in W.listed_hypernyms(s) if W.levels_below(h, ceiling) is not None]
+                cands = [h for h in cands if h in on_path] or on_path[:1]
+        out.extend(h for h in cands if h not in out)
+    return out
+
+
+def _climb(start: list, params: HyponetParams, ceiling=None):
+    """Hypernym levels from ``start``'s hypernyms upwards, to the root or up to ``ceiling``."""
+    hypers = _hypernyms(start, params.hypernym, ceiling) or list(start)  # a root synset: its own hyponyms
+    seen: list = []
+    while hypers and hypers not in seen:
+        seen.append(hypers)
+        hyponyms = sorted({h for hyper in hypers for h in W.hyponyms_of(hyper, params.depth)}, key=lambda s: s.name())
+        yield Level("hypernym", hypers, hyponyms, entries_for(hyponyms, params))
+        if ceiling is not None and hypers == [ceiling]:
+            return
+        hypers = _hypernyms(hypers, params.hypernym, ceiling)
+
+
+def _class_kinds(class_syn, params: HyponetParams):
+    """The class's own kinds: its hyponyms within 1, 2, ... levels (``depth: subtree``: all at once)."""
+    if params.depth == "subtree":
+        hyponyms = W.hyponyms_of(class_syn, "subtree")
+        yield Level("class_kinds", [class_syn], hyponyms, entries_for(hyponyms, params), depth=None)
+        return
+    found: set = set()
+    frontier, depth = [class_syn], 0
+    while True:
+        frontier = [h for s in frontier for h in W.hyponyms_of(s, "direct") if h not in found]
+        if not frontier:
+            return
+        found.update(frontier)
+        depth += 1
+        hyponyms = sorted(found, key=lambda s: s.name())
+        yield Level("class_kinds", [class_syn], hyponyms, entries_for(hyponyms, params), depth=depth)
+
+
+def candidate_levels(chosen: list, class_syn, fallback_taken: bool,
+                     params: HyponetParams) -> tuple[str, Iterator[Level]]:
+    """Where the wildcard may come from, in order of preference, and the mode that ordered them.
+
+    - ``class``: the synset to expand is the class's own (the fallback, or an answer that is
+      the class synset itself): its own kinds, one level deeper at a time until ``min_count``
+      entries; a narrow class with fewer kinds than that (``sneaker`` = gym_shoe.n.01 has one,
+      plimsoll) climbs to its hypernym like the source (the hyponyms of ``shoe``: its siblings);
+    - ``within_class``: answers below the class synset (a sports car for "vehicle"): their
+      hypernym, climbing while too few, but never above the class synset, then the class's
+      deeper kinds: every entry is a kind of the class;
+    - ``answer``: any other accepted answer (a sibling of the class, or ``fallback: none``):
+      the source's hypernym, climbing while too few.
     """
-    def level(hypernyms: list):
-        hyponyms = sorted({h for hyper in hypernyms for h in W.hyponyms_of(hyper, params.depth)}, key=lambda s: s.name())
-        return hypernyms, hyponyms, entries_for(hyponyms, params)
+    if class_syn is not None and (fallback_taken or chosen == [class_syn]):
+        return "class", chain(_class_kinds(class_syn, params), _climb([class_syn], params))
+    if class_syn is not None and all(W.levels_below(s, class_syn) is not None for s in chosen):
+        below = [s for s in chosen if s != class_syn]
+        levels = list(_climb(below, params, ceiling=class_syn))  # a few levels, up to the class synset
+        known = [set(lv.hyponyms) for lv in levels]
+        deeper = (lv for lv in _class_kinds(class_syn, params) if set(lv.hyponyms) not in known)
+        return "within_class", chain(levels, deeper)
+    return "answer", _climb(chosen, params)
 
-    hypernyms: list = []
-    for s in chosen:
-        hypernyms.extend(h for h in W.choose_hypernyms(s, params.hypernym) if h not in hypernyms)
-    levels = [level(hypernyms or chosen)]  # a root synset: its own hyponyms
-    while len(levels[-1][2]) < params.min_count:
-        higher: list = []
-        for h in levels[-1][0]:
-            higher.extend(x for x in W.choose_hypernyms(h, params.hypernym) if x not in higher)
-        if not higher:
-            break
-        levels.append(level(higher))
-    used = len(levels) - 1
-    if len(levels[used][2]) < params.min_count:
-        used = max(range(len(levels)), key=lambda i: (len(levels[i][2]), -i))  # the first of the largest
-    climbed = [{"hypernyms": [h.name() for h in lv[0]], "entries": len(lv[2])} for lv in levels[:used]]
-    return (*levels[used], climbed)
+
+def other_class_synsets(wn, classes: list[str], class_synsets: dict[str, str]) -> dict[str, object]:
+    """``{class: synset or None}`` for every class of the study (``hyponet.class_synsets`` first)."""
+    return {c: W.class_synset(wn, c, class_synsets) for c in classes}
+
+
+def other_class_conflict(entry: str, synset, others: dict[str, object]) -> dict | None:
+    """Why ``entry`` (a name of ``synset``) would prompt an image of another class, or None:
+    it is the synset of one of ``others`` (``{class: synset or None}``), a kind of it, or the
+    class's name. An "animal" entry "golden retriever" draws a dog, which belongs to the class
+    "dog". Classes that contain this one are left out of ``others`` (:func:`broader_classes`).
+    """
+    ups = W.hypernym_levels(synset)
+    for name, syn in others.items():
+        if syn is not None and syn in ups:
+            n = ups[syn]
+            why = f"is {syn.name()}" if n == 0 else f"a kind of {syn.name()} ({n} level{'s' if n > 1 else ''} below)"
+            return {"entry": entry, "synset": synset.name(), "class": name, "why": why}
+        if entry.lower() == name.replace("_", " ").lower():
+            return {"entry": entry, "synset": synset.name(), "class": name, "why": f"the name of class {name!r}"}
+    return None
+
+
+def broader_classes(own_syn, others: dict[str, object]) -> list[dict]:
+    """The other classes that contain this class (the same synset or a hypernym of it): every
+    entry is one of them, so entries are not checked against them (a "dog" class in a study
+    with "animal" keeps its dogs)."""
+    if own_syn is None:
+        return []
+    return [{"class": name, "synset": syn.name(),
+             "why": "the same synset" if syn == own_syn else f"{own_syn.name()} is a kind of {syn.name()}"}
+            for name, syn in others.items() if syn is not None and W.levels_below(own_syn, syn) is not None]
+
+
+def pick_level(levels: Iterable[Level], others: dict, params: HyponetParams) -> tuple[Level, list[Level]]:
+    """The first level with at least ``min_count`` entries no class of ``others`` claims (else
+    the first of the largest, never the root's 3 abstractions), and the levels passed over."""
+    seen: list[Level] = []
+    for lv in levels:
+        lv.dropped = [c for e, s in lv.entries.items() if (c := other_class_conflict(e, s, others))]
+        if len(lv.allowed) >= params.min_count:
+            return lv, seen
+        seen.append(lv)
+    best = max(range(len(seen)), key=lambda i: (len(seen[i].allowed), -i))
+    return seen[best], seen[:best]
+
+
+def wildcard_entries(answers: list[Answer], class_name: str, class_syn, others: dict[str, object],
+                     params: HyponetParams) -> tuple[list[str], dict]:
+    """Steps 4 to 6 for one class, from the classifier's answers (WordNet only): judge them,
+    choose the synsets (or the fallback), the level, drop entries naming other classes
+    (``others``: the other classes' synsets), keep a seeded subset. Returns the kept entries
+    and that part of the report."""
+    others = {c: s for c, s in others.items() if c != class_name}
+    for a in answers:
+        judge(a, class_syn, params)
+    chosen, fallback = decide(answers, class_syn, class_name, params)
+    mode, levels = candidate_levels(chosen, class_syn, fallback["taken"], params)
+    broader = broader_classes(class_syn, others)
+    checked = {c: s for c, s in others.items() if c not in {b["class"] for b in broader}}
+    used, passed = pick_level(levels, checked, params)
+    allowed = used.allowed
+    if not allowed:
+        claimed = f" ({len(used.dropped)} named other classes)" if used.dropped else ""
+        below = ", ".join(h.name() for h in used.synsets)
+        raise DataError(f"class {class_name!r}: no wildcard entry below {below}{claimed}")
+    if used.dropped:
+        log.warning("%s: dropped %d entries naming other classes: %s", class_name, len(used.dropped),
+                    ", ".join(f"{d['entry']} ({d['class']})" for d in used.dropped[:10]))
+    kept = keep_subset(list(allowed), class_name, params)
+    report = {
+        "fallback": fallback,
+        "synsets": [s.name() for s in chosen],
+        "synset_definitions": {s.name(): s.definition() for s in chosen},
+        "mode": mode,  # class | within_class | answer (see synthmix.hyponet.wildcards.candidate_levels)
+        "hypernym_choice": params.hypernym,
+        "level": used.describe(),
+        "hypernyms": [h.name() for h in used.synsets],  # whose hyponyms the entries are
+        "climbed_from": [lv.describe() for lv in passed],  # levels with fewer than hyponet.min_count entries
+        "depth": params.depth,
+        "hyponyms_available": len(used.hyponyms),
+        "entries_available": len(allowed),
+        "other_classes": {
+            "dropped": used.dropped,  # entries that name another class of the study, or a kind of it
+            "not_checked": broader,  # classes containing this one
+        },
+        "n_dropped": len(used.dropped),
+        "kept": kept,
+        "kept_synsets": {e: allowed[e].name() for e in kept},
+        "n_kept": len(kept),
+    }  # fmt: skip
+    return kept, report
 
 
 def hyponet_class(wn, classifier: ImageNetClassifier, class_name: str, records: list[dict],
-                  params: HyponetParams) -> tuple[list[str], dict]:
-    """The wildcard entries and the report of one class."""
+                  params: HyponetParams, others: dict[str, object] | None = None) -> tuple[list[str], dict]:
+    """The wildcard entries and the report of one class (``others``: every class's synset,
+    :func:`other_class_synsets`; entries naming one of them are dropped)."""
     class_syn = W.class_synset(wn, class_name, params.class_synsets)
     samples = choose_samples(records, class_name, params.samples_per_class, params.seed)
     images = [load_rgb(r["path"]) for r in samples]
@@ -257,13 +443,7 @@ def hyponet_class(wn, classifier: ImageNetClassifier, class_name: str, records: 
     answers = combine(probs, params.aggregate)
     for a in answers:
         a.synset = answer_synset(wn, a.index, params.mapping)
-        judge(a, class_syn, params)
-    chosen, fallback = decide(answers, class_syn, class_name, params)
-    hypernyms, hyponyms, entries, climbed = wildcard_level(chosen, params)
-    if not entries:
-        raise DataError(f"class {class_name!r}: {', '.join(h.name() for h in hypernyms)} has no hyponyms")
-    kept = keep_subset(entries, class_name, params)
-
+    kept, chosen = wildcard_entries(answers, class_name, class_syn, others or {}, params)
     report = {
         "class": class_name,
         "class_synset": class_syn.name() if class_syn is not None else None,
@@ -274,17 +454,7 @@ def hyponet_class(wn, classifier: ImageNetClassifier, class_name: str, records: 
         "aggregate": params.aggregate,
         "mapping": params.mapping,
         "answers": [a.describe() for a in answers],
-        "fallback": fallback,
-        "synsets": [s.name() for s in chosen],
-        "synset_definitions": {s.name(): s.definition() for s in chosen},
-        "hypernym_choice": params.hypernym,
-        "hypernyms": [h.name() for h in hypernyms],
-        "climbed_from": climbed,  # hypernyms skipped for having fewer than hyponet.min_count entries
-        "depth": params.depth,
-        "hyponyms_available": len(hyponyms),
-        "entries_available": len(entries),
-        "kept": kept,
-        "n_kept": len(kept),
+        **chosen,
     }  # fmt: skip
     return kept, report
 
@@ -317,31 +487,37 @@ def run_hyponet(params: HyponetParams, classes: list[str], manifest: str | os.Pa
     unused = sorted(set(params.class_synsets) - set(classes))
     if unused:  # harmless (another class list), but a typo would go unnoticed otherwise
         log.warning("hyponet.class_synsets entries for classes not in prepare.classes: %s", ", ".join(unused))
-    for c in classes:  # a bad hyponet.class_synsets entry fails before the classifier loads
-        W.class_synset(wn, c, params.class_synsets)
+    # a bad hyponet.class_synsets entry fails before the classifier loads
+    synsets = other_class_synsets(wn, classes, params.class_synsets)
     records = read_manifest(manifest)
     classifier = load_classifier(params, pick_device(device))
     wildcards_dir, reports_dir = Path(wildcards_dir), Path(reports_dir)
-    summary: dict = {"classifier": params.classifier, "n_classes": len(classes), "n_fallback": 0, "classes": {}}
+    summary: dict = {"classifier": params.classifier, "n_classes": len(classes), "n_fallback": 0, "n_dropped": 0,
+                     "classes": {}}
     for class_name in tqdm(classes, desc="hyponet", unit="class"):
-        kept, report = hyponet_class(wn, classifier, class_name, records, params)
+        kept, report = hyponet_class(wn, classifier, class_name, records, params, synsets)
         path = wildcards_dir / f"{class_name}.txt"
         report["wildcard"] = path.as_posix()
         write_text(path, "".join(f"{entry}\n" for entry in kept))
         write_json(reports_dir / f"{class_name}.json", report)
         top = report["answers"][0]
         summary["n_fallback"] += int(report["fallback"]["taken"])
+        summary["n_dropped"] += report["n_dropped"]
         summary["classes"][class_name] = {
             "confidence": top["confidence"],
             "related": int(bool(top["related"])),
             "fallback": int(report["fallback"]["taken"]),
             "hyponyms_available": report["hyponyms_available"],
+            "n_dropped": report["n_dropped"],  # entries naming another class (metrics/hyponet/<class>.json)
             "n_kept": report["n_kept"],
         }
         log.info("%s: %s (%.2f) -> %s -> %s: %d of %d entries%s", class_name, top["label"].split(",")[0],
                  top["confidence"], ", ".join(report["synsets"]), ", ".join(report["hypernyms"]),
                  report["n_kept"], report["entries_available"],
                  " (fallback to the class synset)" if report["fallback"]["taken"] else "")
+        if report["other_classes"]["not_checked"]:
+            log.info("%s: not checked against the broader classes %s", class_name,
+                     ", ".join(d["class"] for d in report["other_classes"]["not_checked"]))
     keep = {f"{c}.txt" for c in classes} | {f"{c}.json" for c in classes}
     for folder, suffix in ((wildcards_dir, ".txt"), (reports_dir, ".json")):
         for stale in folder.glob(f"*{suffix}"):  # classes no longer in prepare.classes

@@ -227,6 +227,12 @@ def hypernym_levels(synset) -> dict:
     return levels
 
 
+def levels_below(synset, ancestor) -> int | None:
+    """How many levels ``synset`` lies below ``ancestor`` through (instance) hypernyms: 0 for
+    the synset itself, None when it is not a kind of ``ancestor``."""
+    return hypernym_levels(synset).get(ancestor)
+
+
 def relation_distance(a, b) -> tuple[int | None, object]:
     """How closely two synsets are related: the smallest ``max(d_a, d_b)`` over their common
     hypernyms H (``d_x`` = levels from x up to H), and that H. (None, None) without one.
