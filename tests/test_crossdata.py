@@ -16,9 +16,10 @@ from synthmix.classify.crossdata import (
     load_test_set,
 )
 from synthmix.classify.evaluate import evaluate_extra_sets
-from synthmix.classify.train import PLAIN_MEAN, PLAIN_STD, predict
+from synthmix.classify.train import CHECKPOINT_FORMAT, PLAIN_MEAN, PLAIN_STD, predict
 from synthmix.config import validate_params
 from synthmix.config.classify import ExtraTestSet
+from synthmix.core.checkpoint import save_checkpoint
 from synthmix.core.errors import DataError, ParamsError
 from shipped_params import shipped
 
@@ -71,9 +72,10 @@ def test_params_reject_a_map_onto_an_unknown_class():
 
 def test_evaluate_extra_sets_scores_the_checkpoint(folder, tmp_path):
     model = torchvision.models.resnet18(weights=None, num_classes=3)
-    ckpt = tmp_path / "m.pt"
-    torch.save({"state_dict": model.state_dict(), "classes": CLASSES, "input_size": 16, "mean": PLAIN_MEAN,
-                "std": PLAIN_STD, "best_epoch": 1, "val_accuracy": 0.5}, ckpt)  # fmt: skip
+    ckpt = tmp_path / "m"
+    save_checkpoint(ckpt, model.state_dict(), {"format": CHECKPOINT_FORMAT, "arch": "resnet18", "classes": CLASSES,
+                                               "input_size": 16, "mean": PLAIN_MEAN, "std": PLAIN_STD,
+                                               "best_epoch": 1, "val_accuracy": 0.5})  # fmt: skip
     spec = ExtraTestSet(name="f", root=str(folder), class_map={"tee": "t_shirt_top", "Pants": "trouser", "sneaker": "sneaker"})
     res = evaluate_extra_sets(ckpt, [spec], batch_size=4, device="cpu")["f"]
     x, y, _ = load_test_set(spec, CLASSES, 16)

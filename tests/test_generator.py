@@ -72,6 +72,7 @@ def model_dir(tmp_path_factory) -> Path:
     out = root / "models" / "generator"
     info = _train(params, manifest, classes_json, out)
     assert info["classes"] == CLASSES and np.isfinite(info["final_loss"])
+    assert info["train_seconds"] > 0 and info["images_per_s"] > 0 and info["environment"]["torch"]  # for the metrics
     return out
 
 
@@ -96,7 +97,8 @@ def test_train_writes_a_diffusers_pipeline_folder(model_dir):
     info = json.loads((model_dir / "generator.json").read_text())
     assert info["classes"] == CLASSES and info["mode"] == "L" and info["null_class_id"] == 3
     assert info["resolution"] == RES and info["params"]["steps"] == 60
-    assert info["train_seconds"] > 0 and info["images_per_s"] > 0
+    # the folder holds only what the inputs determine: timings, device and versions are metrics
+    assert not {"train_seconds", "images_per_s", "device", "environment", "torch", "python"} & set(info)
     pipe = ClassConditionalDDPMPipeline.from_pretrained(model_dir)
     assert pipe.unet.config.num_class_embeds == 4 and pipe.unet.config.in_channels == 1
     assert pipe.unet.config.sample_size == RES
@@ -104,6 +106,39 @@ def test_train_writes_a_diffusers_pipeline_folder(model_dir):
     assert out.shape == (2, RES, RES, 1) and out.dtype == np.uint8
     pil = pipe(class_ids=[1], seeds=[3], num_inference_steps=2, output_type="pil")
     assert pil[0].mode == "L" and pil[0].size == (RES, RES)
+
+
+class _Payload:
+    """Unpickling this creates its marker file: proof that a loader executed a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("how", ["pickle_as_safetensors", "torch_save_as_safetensors", "legacy_bin"])
+def test_a_pickle_in_the_generator_folder_is_refused_never_run(model_dir, tmp_path, how):
+    import pickle
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "generator"
+    shutil.copytree(model_dir, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    marker = tmp_path / "unpickled"
+    if how == "legacy_bin":  # only an old pickled .bin: not loaded, not even opened
+        weights.unlink()
+        torch.save({"w": _Payload(marker)}, weights.with_suffix(".bin"))
+    elif how == "pickle_as_safetensors":
+        weights.write_bytes(pickle.dumps({"w": _Payload(marker)}))
+    else:
+        torch.save({"w": _Payload(marker)}, weights)
+    with pytest.raises(MissingAssetError, match="dvc repro -f train_generator") as err:
+        load_generator(folder)
+    assert str(folder) in str(err.value) and not marker.exists()
 
 
 def test_generate_counts_manifest_and_seeds(model_dir, tmp_path):

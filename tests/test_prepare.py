@@ -244,6 +244,7 @@ class FakeCIFAR10:
         self.data = np.zeros((n, 32, 32, 3), np.uint8)
         self.data[:, :, :, 0] = np.asarray(self.targets, np.uint8)[:, None, None] * 20  # red = class * 20
         self.data[:, :, :, 2] = 0 if train else 255
+        self.data[:, 0, 0, 1] = np.arange(n)  # distinct images: no copies across the splits
 
 
 def test_torchvision_cifar10_rgb_splits(monkeypatch, tmp_path):
@@ -298,10 +299,14 @@ def test_torchvision_fashion_mnist_reads_unpacked_files(fake_fmnist, tmp_path):
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
-def _two_tone(size=(40, 20)) -> Image.Image:
-    """Left half red, right half blue."""
+def _two_tone(size=(40, 20), mark: int = 0) -> Image.Image:
+    """Left half red, right half blue; ``mark`` != 0 greys a 4 x 4 block in the middle of the red
+    half (files that stay distinct after resize + centre crop)."""
     im = Image.new("RGB", size, BLUE)
     im.paste(RED, (0, 0, size[0] // 2, size[1]))
+    if mark:
+        x, y = size[0] // 4 + 2, size[1] // 2 - 2
+        im.paste((mark, mark, mark), (x, y, x + 4, y + 4))
     return im
 
 
@@ -329,11 +334,12 @@ def photo_root(tmp_path) -> Path:
     _write_mixed_class(root / "Cat")
     bear = root / "Polar Bear"
     bear.mkdir(parents=True)
-    _two_tone().save(bear / "a.webp", "WEBP", lossless=True)
-    _two_tone().convert("RGBA").save(bear / "b.WebP", "WEBP")
-    _two_tone().save(bear / "c.bmp")
-    _two_tone().convert("P").save(bear / "d.gif")
-    _two_tone().save(bear / "e.tiff")
+    # the same picture in five formats, each file marked apart: no exact copies across the splits
+    _two_tone(mark=10).save(bear / "a.webp", "WEBP", lossless=True)
+    _two_tone(mark=60).convert("RGBA").save(bear / "b.WebP", "WEBP")
+    _two_tone(mark=110).save(bear / "c.bmp")
+    _two_tone(mark=160).convert("P").save(bear / "d.gif")
+    _two_tone(mark=210).save(bear / "e.tiff")
     (bear / "notes.txt").write_text("not an image")
     (bear / ".hidden.jpg").write_bytes(b"macOS resource fork")
     dog = root / "dog"
@@ -478,6 +484,51 @@ def test_image_folder_same_stem_different_suffix(tmp_path):
         Image.new("RGB", (4, 4)).save(root / cls / "x.jpg")
     source = ImageFolderSource(root, ["a", "b"])
     assert sorted({source.stem("pool", i) for i in range(4)}) == ["x.jpg", "x.png"]
+
+
+# --- leakage: exact copies across the splits ------------------------------------------------
+
+
+def test_planted_copies_across_splits_are_refused_or_dropped_from_the_later_split(tmp_path):
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog", "bird"):
+        (root / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(root / cls / f"{cls}{i}.png")
+    params = folder_params(root, classes=["cat", "dog", "bird"])
+    clean = prepare_real(params, tmp_path / "clean")
+    assert clean["duplicates"] == {"policy": "error", "dropped": {"train": 0, "val": 0, "test": 0}, "total_dropped": 0}
+    split_of = {r["origin"]: s for s, rows in manifests(tmp_path / "clean").items() for r in rows}
+
+    def pick(cls, split):
+        return next(o for o, s in sorted(split_of.items()) if s == split and o.startswith(cls + "/"))
+
+    # plant: a test cat is a copy of a train cat; a val dog is a copy of a train bird (another class)
+    test_cat, train_cat = pick("cat", "test"), pick("cat", "train")
+    val_dog, train_bird = pick("dog", "val"), pick("bird", "train")
+    (root / test_cat).write_bytes((root / train_cat).read_bytes())
+    (root / val_dog).write_bytes((root / train_bird).read_bytes())
+    # the selection depends on names, not contents: the copies land in the same splits again
+    with pytest.raises(DataError) as err:
+        prepare_real(params, tmp_path / "refused")
+    msg = str(err.value)
+    assert f"test/cat: {test_cat} = train/cat: {train_cat}" in msg
+    assert f"val/dog: {val_dog} = train/bird: {train_bird}" in msg
+    assert "prepare.duplicates: drop" in msg and msg.startswith("2 real image(s)")
+
+    out = tmp_path / "dropped"
+    stats = prepare_real(folder_params(root, classes=["cat", "dog", "bird"], duplicates="drop"), out)
+    assert stats["duplicates"] == {"policy": "drop", "dropped": {"train": 0, "val": 1, "test": 1}, "total_dropped": 1 + 1}
+    assert stats["total"] == {"train": 9, "val": 2, "test": 2}
+    assert stats["counts"]["test"]["cat"] == 0 and stats["counts"]["val"]["dog"] == 0
+    rows = manifests(out)
+    origins = {r["origin"] for rs in rows.values() for r in rs}
+    assert test_cat not in origins and val_dog not in origins and {train_cat, train_bird} <= origins
+    hashes = {s: {r["sha256"] for r in rs} for s, rs in rows.items()}
+    assert not hashes["train"] & hashes["val"] and not (hashes["train"] | hashes["val"]) & hashes["test"]
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")}
+    assert on_disk == {Path(r["path"]).relative_to(out.resolve()).as_posix() for rs in rows.values() for r in rs}
 
 
 # --- the stage script ----------------------------------------------------------------------

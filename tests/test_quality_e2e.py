@@ -57,6 +57,12 @@ def test_quality_stages_report_and_plots(repo):
     assert len(kept) == qc["n_kept"]
     assert (root / "metrics/qc/report.md").read_text().startswith("# Quality control")
     assert (root / "metrics/qc/dropped.png").read_bytes()[:4] == b"\x89PNG"
+    # the leakage check against the real test split ran (report only: counted, nothing dropped for it)
+    assert "n_near_test" in qc and "## Near-copies of real test images" in (root / "metrics/qc/report.md").read_text()
+    # checkpoints and features: safetensors + JSON folders, no pickles, no timings in them
+    for folder in ("data/qc/classifier", "data/features/real_train", "models/cls/pct0-seed0"):
+        assert sorted(p.name for p in (root / folder).iterdir()) == ["meta.json", "tensors.safetensors"], folder
+        assert "seconds" not in (root / folder / "meta.json").read_text(), folder
     # the mixes draw their synthetic images from the kept set only
     kept_paths = {json.loads(line)["path"].split("synthetic/", 1)[1] for line in kept}
     mix = [json.loads(line) for line in (root / "data/mixes/pct100.jsonl").read_text().splitlines()]

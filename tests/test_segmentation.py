@@ -299,6 +299,32 @@ def test_folder_pairs_prepare_writes_manifests_with_masks(tmp_path):
     assert np.asarray(Image.open(recs[0]["mask"])).shape == (32, 32)
 
 
+def test_folder_pairs_copies_across_splits_are_refused_or_dropped(tmp_path):
+    from synthmix.segmentation.prepare import prepare_segmentation
+
+    src = tmp_path / "src"
+    _pair_folder(src, 8)
+    kw = dict(source="folder_pairs", root=str(src), classes=["bg", "top"], image_size=32, val_fraction=0.25,
+              test_fraction=0.25)  # fmt: skip
+    clean = prepare_segmentation(section("seg_prepare", **kw), tmp_path / "clean")
+    assert clean["duplicates"]["total_dropped"] == 0
+    split_of = {r["origin"]: s for s in ("train", "val", "test") for r in read_pairs(tmp_path / "clean" / f"{s}.jsonl")}
+    train_img = next(o for o, s in sorted(split_of.items()) if s == "train")
+    test_img = next(o for o, s in sorted(split_of.items()) if s == "test")
+    (src / "images" / test_img).write_bytes((src / "images" / train_img).read_bytes())  # a planted copy
+    with pytest.raises(DataError) as err:
+        prepare_segmentation(section("seg_prepare", **kw), tmp_path / "refused")
+    assert f"test/segmentation: {test_img} = train/segmentation: {train_img}" in str(err.value)
+    assert "seg_prepare.duplicates: drop" in str(err.value) and not (tmp_path / "refused").exists()
+    stats = prepare_segmentation(section("seg_prepare", **kw, duplicates="drop"), tmp_path / "out")
+    assert stats["pairs"] == {"train": 4, "val": 2, "test": 1}
+    assert stats["duplicates"] == {"policy": "drop", "dropped": {"train": 0, "val": 0, "test": 1}, "total_dropped": 1}
+    test = read_pairs(tmp_path / "out" / "test.jsonl")
+    assert test_img not in {r["origin"] for r in test}
+    assert len(list((tmp_path / "out" / "images" / "test").iterdir())) == 1
+    assert len(list((tmp_path / "out" / "masks" / "test").iterdir())) == 1
+
+
 # ---------------------------------------------------------------- mixes and params
 
 

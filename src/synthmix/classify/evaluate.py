@@ -34,6 +34,15 @@ def accuracies(cm: torch.Tensor) -> tuple[float, list[Optional[float]]]:
     return (hits.sum() / support.sum()).item(), per_class
 
 
+def mean_per_class_accuracy(cm: torch.Tensor) -> float:
+    """Mean per-class accuracy (balanced accuracy, DA-Fusion's metric): the unweighted mean of
+    the per-class recalls over the classes that have test images (as scikit-learn's
+    ``balanced_accuracy_score``); equals the accuracy when every class has as many test images."""
+    hits, support = cm.diagonal().double(), cm.sum(1).double()
+    present = support > 0
+    return (hits[present] / support[present]).mean().item()
+
+
 def evaluate_classifier(
     checkpoint: Path,
     test_records: list[dict],
@@ -41,6 +50,7 @@ def evaluate_classifier(
     batch_size: int = 256,
     device: str = "auto",
     relative_to: Path | None = None,
+    stage: str = "train",
 ) -> dict:
     """Accuracy, per-class accuracy and confusion matrix (torchmetrics) on ``test_records``.
 
@@ -48,7 +58,7 @@ def evaluate_classifier(
     the confusion matrix from it, and the summary's McNemar test pairs runs image by image.
     """
     dev = pick_device(device)
-    model, ckpt = load_classifier(checkpoint, dev)
+    model, ckpt = load_classifier(checkpoint, dev, stage)
     classes = ckpt["classes"]
     if any(r["source"] != "real" for r in test_records):
         raise DataError("the test split must hold real images only")
@@ -67,6 +77,7 @@ def evaluate_classifier(
     log.info("test accuracy %.4f on %d images", accuracy, len(y))
     return {
         "accuracy": round(accuracy, 6),
+        "mean_per_class_accuracy": round(mean_per_class_accuracy(cm), 6),
         "n_test": len(y),
         "per_class_accuracy": dict(zip(classes, per_class)),
         "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": cm.tolist()},
@@ -75,7 +86,8 @@ def evaluate_classifier(
     }
 
 
-def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, device: str = "auto") -> dict[str, dict]:
+def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, device: str = "auto",
+                        stage: str = "train") -> dict[str, dict]:
     """Accuracy of one classifier on each extra real test set (``evaluate.extra_test_sets``).
 
     Returns {set name: {accuracy, n_test, per_class_accuracy, class_map, source}}; see
@@ -86,7 +98,7 @@ def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, de
     if not specs:
         return {}
     dev = pick_device(device)
-    model, ckpt = load_classifier(checkpoint, dev)
+    model, ckpt = load_classifier(checkpoint, dev, stage)
     classes = ckpt["classes"]
     mean = torch.tensor(ckpt["mean"], device=dev).view(1, 3, 1, 1)
     std = torch.tensor(ckpt["std"], device=dev).view(1, 3, 1, 1)
@@ -94,9 +106,11 @@ def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, de
     for spec in specs:
         x, y, info = load_test_set(spec, classes, ckpt["input_size"])
         pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
-        accuracy, per_class = accuracies(confusion_matrix(y, pred, len(classes)))
+        cm = confusion_matrix(y, pred, len(classes))
+        accuracy, per_class = accuracies(cm)
         out[spec.name] = {
             "accuracy": round(accuracy, 6),
+            "mean_per_class_accuracy": round(mean_per_class_accuracy(cm), 6),
             "n_test": len(y),
             "per_class_accuracy": {c: a for c, a in zip(classes, per_class) if a is not None},
             **{k: v for k, v in info.items() if k != "n"},
@@ -115,9 +129,11 @@ def evaluate_stage(params: Params, mix: str, seed: int, *, checkpoint: Input, te
     from synthmix.data.manifest import read_manifest
 
     p = params.evaluate
+    writer = f"train@{mix}-{seed}"  # the stage that writes the checkpoint, named in errors
     result = evaluate_classifier(checkpoint, read_manifest(test), predictions, batch_size=p.batch_size,
-                                 device=params.device)
+                                 device=params.device, stage=writer)
     if p.extra_test_sets:  # cross-dataset evaluation: accuracy per extra real test set and the average
-        extra = evaluate_extra_sets(checkpoint, list(p.extra_test_sets), batch_size=p.batch_size, device=params.device)
+        extra = evaluate_extra_sets(checkpoint, list(p.extra_test_sets), batch_size=p.batch_size, device=params.device,
+                                    stage=writer)
         result.update(cross_dataset_summary(result["accuracy"], extra), extra_test_sets=extra)
     write_json(metrics, {"mix": mix, "seed": seed, **result})

@@ -23,6 +23,9 @@ class PrepareParams(Section):
     # square side for image_folder photos (resize shorter side + centre crop); null keeps size
     image_size: Optional[int] = Field(ge=8)
     skip_corrupt: bool
+    # exact copies (same sha256) across train/val/test: error = stop naming the files;
+    # drop = leave the copy out of the later split (train, val, test order), counted in the metrics
+    duplicates: Literal["error", "drop"]
     seed: int
 
     _unique_classes = field_validator("classes")(unique_names)

@@ -43,6 +43,9 @@ class SegPrepareParams(Section):
     items_per_scene: list[int]
     item_size: list[int]
     silhouette_threshold: int = Field(ge=1, le=254)
+    # exact copies (same image sha256) across train/val/test: error = stop naming the files;
+    # drop = leave the pair out of the later split (train, val, test order), counted in the metrics
+    duplicates: Literal["error", "drop"]
     seed: int
 
     _unique_classes = field_validator("classes")(unique_names)

@@ -12,6 +12,10 @@ change when other classes are added or reordered. Where the source has an offici
 (Fashion-MNIST, CIFAR-10, STL-10), test is drawn from it and train/val from the official train
 split; an image folder is one pool split into disjoint train/val/test. Re-running with the same
 params writes byte-identical files.
+
+Exact copies across the splits (the same PNG bytes, by sha256) stop the stage with the file
+names, or with ``prepare.duplicates: drop`` are left out of the later split (train, val, test
+order) and counted in the stats (see :mod:`synthmix.data.leakage`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from synthmix.config.data import PrepareParams
 from synthmix.core.atomic import PNG_OPTIONS, save_image, write_json
 from synthmix.core.errors import DataError, ParamsError
 from synthmix.core.seeding import derive_seed
+from synthmix.data.leakage import apply_duplicate_policy
 from synthmix.data.manifest import file_sha256, write_manifest
 from synthmix.data.sources import (
     ImageSource,
@@ -180,11 +185,15 @@ def prepare_real(params: PrepareParams, out_dir: str | os.PathLike) -> dict:
                         + f" ({len(order)} files, {bad} unreadable and skipped)"
                     )
 
+    rows = {split: [rec for _, rec in sorted(records[split], key=lambda kv: kv[0])] for split in SPLITS}
+    # exact copies across splits: refused (DataError naming the files) or dropped from the later split
+    rows, dropped, duplicates = apply_duplicate_policy(rows, params.duplicates, "prepare.duplicates")
+    for rec in dropped:
+        counts[rec["split"]][rec["label"]] -= 1
     for split in SPLITS:
-        rows = [rec for _, rec in sorted(records[split], key=lambda kv: kv[0])]
-        write_manifest(out_dir / f"{split}.jsonl", rows)
+        write_manifest(out_dir / f"{split}.jsonl", rows[split])
     write_json(out_dir / "classes.json", {"classes": list(params.classes), "mode": source.mode, "source": source.name})
-    keep = {Path(rec["path"]) for split in SPLITS for _, rec in records[split]}
+    keep = {Path(rec["path"]) for split in SPLITS for rec in rows[split]}
     removed = _prune(images_dir, keep)
     if removed:
         log.info("removed %d stale files of an earlier run from %s", removed, images_dir)
@@ -198,6 +207,7 @@ def prepare_real(params: PrepareParams, out_dir: str | os.PathLike) -> dict:
         "counts": counts,
         "total": {s: sum(counts[s].values()) for s in SPLITS},
         "skipped_corrupt": len(skipped),
+        "duplicates": duplicates,
     }
     log.info("wrote %s", ", ".join(f"{s} {n}" for s, n in stats["total"].items()))
     return stats

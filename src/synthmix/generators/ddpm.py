@@ -210,14 +210,14 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
 
 
 def unet_weights_file(model_dir: str | os.PathLike) -> Path:
-    """The UNet weights file of a generator folder (safetensors, or a legacy .bin)."""
-    unet_dir = Path(model_dir) / "unet"
-    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
-        if (unet_dir / name).is_file():
-            return unet_dir / name
+    """The UNet weights file of a generator folder: safetensors only (a pickled ``.bin`` is never
+    loaded, see :mod:`synthmix.core.checkpoint`)."""
+    path = Path(model_dir) / "unet" / "diffusion_pytorch_model.safetensors"
+    if path.is_file():
+        return path
     raise MissingAssetError(
-        f"{unet_dir} holds no diffusion_pytorch_model.safetensors: {model_dir} is not a complete "
-        "generator folder; re-run the train_generator stage (dvc repro train_generator)"
+        f"{path.parent} holds no diffusion_pytorch_model.safetensors: {model_dir} is not a complete "
+        "generator folder; re-run the stage that writes it: dvc repro -f train_generator"
     )
 
 
@@ -254,11 +254,14 @@ def load_generator(
 ) -> tuple[ClassConditionalDDPMPipeline, dict]:
     """Load a trained generator folder: (pipeline on ``device``, generator.json contents)."""
     info = read_generator_info(model_dir)
-    try:
-        pipe = ClassConditionalDDPMPipeline.from_pretrained(str(model_dir))
-    except (OSError, ValueError, RuntimeError) as exc:
+    from safetensors import SafetensorError
+
+    try:  # safetensors only: diffusers reports a file that is not one as OSError, never unpickles it
+        pipe = ClassConditionalDDPMPipeline.from_pretrained(str(model_dir), use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise MissingAssetError(
-            f"cannot load the generator in {model_dir} ({exc}): re-run the train_generator stage"
+            f"cannot load the generator in {model_dir} ({exc}): re-run the stage that writes it: "
+            "dvc repro -f train_generator"
         ) from exc
     n_classes, channels = len(info["classes"]), MODES[info["mode"]]
     if pipe.num_classes != n_classes or pipe.unet.config.in_channels != channels:

@@ -129,7 +129,9 @@ def train_ddpm(
     ``labels`` (ids into ``classes``) and write the generator folder ``out_dir``.
 
     ``out_dir`` is written atomically (a temporary folder next to it, renamed at the end).
-    Returns the training record that is also stored in ``out_dir/generator.json``.
+    Returns the training record stored in ``out_dir/generator.json`` (only what the inputs
+    determine) plus ``train_seconds``, ``images_per_s``, ``device`` and ``environment`` (autocast
+    dtype, torch / diffusers / python versions), which belong in the stage's metrics.
     """
     from tqdm.auto import tqdm
 
@@ -262,21 +264,27 @@ def train_ddpm(
             "weights": "EMA",
             "final_loss": round(final_loss, 6),
             "loss_history": history,
-            "train_seconds": round(train_seconds, 2),
-            "images_per_s": round(images_per_s, 2),
-            "device": str(device),
-            "autocast_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
-            "torch": torch.__version__,
-            "diffusers": _diffusers_version(),
-            "python": platform.python_version(),
         }
+        # generator.json holds only what the inputs determine; how long it took, where and with
+        # which versions is the stage's metrics file's business (see train_generator_stage)
         write_json(tmp / GENERATOR_JSON, info)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("wrote generator to %s", out_dir)
-    return info
+    return {
+        **info,
+        "train_seconds": round(train_seconds, 2),
+        "images_per_s": round(images_per_s, 2),
+        "device": str(device),
+        "environment": {
+            "autocast_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+            "torch": torch.__version__,
+            "diffusers": _diffusers_version(),
+            "python": platform.python_version(),
+        },
+    }
 
 
 def _diffusers_version() -> str:
@@ -302,7 +310,7 @@ def train_generator_stage(params: Params, *, train: Input, classes: Input, out: 
         raise DataError(f"{train} lists no images")
     images, labels = load_training_images(records, info["classes"], info.get("mode", "RGB"), p.resolution)
     result = train_ddpm(p, images, labels, info["classes"], info.get("mode", "RGB"), out, device=pick_device(params.device))
-    keys = ("final_loss", "train_seconds", "images_per_s", "n_parameters", "train_images", "device")
+    keys = ("final_loss", "train_seconds", "images_per_s", "n_parameters", "train_images", "device", "environment")
     write_json(metrics, {"steps": p.steps, **{k: result[k] for k in keys}})
     print(f"generator: {out}, final loss {result['final_loss']:.4f}, {result['train_seconds']:.0f} s")
 

@@ -34,7 +34,7 @@ import torch
 
 from synthmix.classify.train import load_images
 from synthmix.config.quality import FidelityParams
-from synthmix.core.atomic import atomic_open
+from synthmix.core.checkpoint import load_checkpoint, save_checkpoint
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError
 from synthmix.core.seeding import derive_seed
@@ -49,7 +49,7 @@ from synthmix.quality.inception import resolve_weights
 
 log = logging.getLogger(__name__)
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = "synthmix-features/2"  # /1 was a torch pickle, no longer read
 
 
 def subsample(records: list[dict], max_per_class: Optional[int], seed: int, pool: str) -> list[dict]:
@@ -90,21 +90,24 @@ def compute_set_features(records: list[dict], classes: list[str], params: Fideli
 
 
 def save_features(path: str | os.PathLike, feats: dict, relative_to: Optional[Path] = None) -> None:
-    data = dict(feats)
-    base = Path(relative_to or Path(path).parent).resolve()
-    data["paths"] = [Path(os.path.relpath(p, base)).as_posix() for p in feats["paths"]]
-    with atomic_open(path, "wb") as fh:
-        torch.save(data, fh)
+    """Write a feature set as a checkpoint folder (:mod:`synthmix.core.checkpoint`): ``features``
+    (and ``logits``) in ``tensors.safetensors``, labels, hashes, image paths (relative to the
+    folder) and settings in ``meta.json``."""
+    base = Path(relative_to or path).resolve()
+    meta = {k: v for k, v in feats.items() if k not in ("features", "logits")}
+    meta["paths"] = [Path(os.path.relpath(p, base)).as_posix() for p in feats["paths"]]
+    tensors = {"features": feats["features"]}
+    if feats.get("logits") is not None:
+        tensors["logits"] = feats["logits"]
+    save_checkpoint(path, tensors, meta)
 
 
 def load_features(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: run the fidelity_real stage (dvc repro fidelity_real)")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict) or data.get("format") != FEATURES_FORMAT:
-        raise DataError(f"{path} is not a synthmix feature file of format {FEATURES_FORMAT}: re-run fidelity_real")
-    return data
+    """A feature set written by :func:`save_features` (never unpickled: safetensors + JSON)."""
+    tensors, meta = load_checkpoint(path, FEATURES_FORMAT, "fidelity_real")
+    if "features" not in tensors:
+        raise DataError(f"{path} holds no 'features' tensor: re-run the stage that writes it: dvc repro -f fidelity_real")
+    return {**meta, "features": tensors["features"], "logits": tensors.get("logits")}
 
 
 def select(feats: dict, mask: np.ndarray) -> dict:

@@ -7,7 +7,9 @@ Layout of ``out_dir``::
     classes.json  {"classes", "ignore_index", "image_size", "source", "colors"}
 
 The folder is built in a temporary sibling and renamed into place, so it is always complete;
-re-running with the same params writes the same bytes.
+re-running with the same params writes the same bytes. Exact copies of an image across the
+splits stop the stage with the file names, or with ``seg_prepare.duplicates: drop`` leave the
+later split (see :mod:`synthmix.data.leakage`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from synthmix.config.segmentation import SegPrepareParams
 from synthmix.core.atomic import building_dir, write_json
 from synthmix.core.errors import DataError, SynthmixError
 from synthmix.core.seeding import derive_seed
+from synthmix.data.leakage import apply_duplicate_policy
 from synthmix.data.sources import load_fashion_mnist_debian, match_classes
 from synthmix.segmentation.data import (
     find_folder_pairs,
@@ -56,9 +59,19 @@ def prepare_segmentation(params: SegPrepareParams, out_dir: str | os.PathLike) -
     """Write the real pairs of ``params.source`` to ``out_dir``; return the stats for metrics."""
     with building_dir(out_dir) as tmp:
         if params.source == "fashion_mnist_scenes":
-            stats = _write_scenes(params, tmp)
+            stats, splits = _write_scenes(params, tmp)
         else:
-            stats = _write_folder_pairs(params, tmp)
+            stats, splits = _write_folder_pairs(params, tmp)
+        # exact copies across splits: refused (DataError naming the files) or dropped from the later split
+        splits, dropped, stats["duplicates"] = apply_duplicate_policy(splits, params.duplicates, "seg_prepare.duplicates")
+        for rec in dropped:
+            Path(rec["path"]).unlink()
+            Path(rec["mask"]).unlink()
+        for split, records in splits.items():
+            write_pairs(tmp / f"{split}.jsonl", records)
+        stats["pairs"] = {split: len(records) for split, records in splits.items()}
+        if stats["pairs"]["train"] == 0:
+            raise DataError(f"no training pairs under {params.root}")
         n_classes = len(params.classes)
         for split in SPLITS:
             stats.setdefault("pixel_share", {})[split] = _pixel_share(tmp / "masks" / split, n_classes, params.ignore_index)
@@ -98,6 +111,7 @@ def _write_scenes(params: SegPrepareParams, out: Path) -> dict:
                      params.silhouette_threshold)  # fmt: skip
     total = sum(counts.values())
     bar = tqdm(total=total, desc="seg_prepare scenes", unit="scene")
+    splits: dict[str, list[dict]] = {}
     for split, n in counts.items():
         official = "test" if split == "test" else "train"
         records = []
@@ -110,9 +124,9 @@ def _write_scenes(params: SegPrepareParams, out: Path) -> dict:
             save_mask(mask, mask_path)
             records.append(pair_record(img_path, mask_path, "real", split=split, items=items))
             bar.update()
-        write_pairs(out / f"{split}.jsonl", records)
+        splits[split] = records
     bar.close()
-    return {"source": params.source, "pairs": counts, "classes": list(params.classes)}
+    return {"source": params.source, "pairs": counts, "classes": list(params.classes)}, splits
 
 
 def _write_folder_pairs(params: SegPrepareParams, out: Path) -> dict:
@@ -120,7 +134,7 @@ def _write_folder_pairs(params: SegPrepareParams, out: Path) -> dict:
     splits = split_indices(len(pairs), params.val_fraction, params.test_fraction, params.seed)
     n_classes = len(params.classes)
     bar = tqdm(total=len(pairs), desc="seg_prepare pairs", unit="pair")
-    counts = {}
+    out_splits: dict[str, list[dict]] = {}
     for split in SPLITS:
         records = []
         for i in splits[split]:
@@ -133,12 +147,9 @@ def _write_folder_pairs(params: SegPrepareParams, out: Path) -> dict:
             save_mask(ids, mask_out)
             records.append(pair_record(img_out, mask_out, "real", split=split, origin=image_path.name))
             bar.update()
-        write_pairs(out / f"{split}.jsonl", records)
-        counts[split] = len(records)
+        out_splits[split] = records
     bar.close()
-    if counts["train"] == 0:
-        raise DataError(f"no training pairs under {params.root}")
-    return {"source": params.source, "pairs": counts, "classes": list(params.classes)}
+    return {"source": params.source, "pairs": {}, "classes": list(params.classes)}, out_splits
 
 
 def seg_prepare_stage(params: Params, *, out: Output, metrics: Output) -> None:

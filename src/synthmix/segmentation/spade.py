@@ -17,9 +17,9 @@ Normalization"), small enough to read in one sitting.
   perceptual loss, whose ImageNet VGG weights are not available offline; it makes short CPU
   runs converge.
 
-:func:`train_spade` trains on the real pairs and writes one checkpoint (generator and
-discriminator weights + architecture), :func:`load_spade` / :func:`render` turn label maps
-into images.
+:func:`train_spade` trains on the real pairs and writes one checkpoint folder (generator and
+discriminator weights as safetensors + architecture and losses as JSON, see
+:mod:`synthmix.core.checkpoint`), :func:`load_spade` / :func:`render` turn label maps into images.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from synthmix.config.segmentation import SegTrainSpadeParams
-from synthmix.core.atomic import atomic_open
-from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.checkpoint import checkpoint_sha256, load_checkpoint, load_state, prefixed, save_checkpoint
+from synthmix.core.errors import DataError
 from synthmix.core.seeding import derive_seed, seed_everything
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
-FORMAT = "synthmix-spade/1"
+FORMAT = "synthmix-spade/2"  # /1 was a torch pickle, no longer read
 
 
 def one_hot(masks: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -241,7 +241,9 @@ def train_spade(
     params: SegTrainSpadeParams, images: np.ndarray, masks: np.ndarray, n_classes: int,
     checkpoint: str | os.PathLike, device: torch.device | str = "cpu", show_progress: bool = True,
 ) -> dict:  # fmt: skip
-    """Train on real pairs (random horizontal flips) and write the checkpoint atomically."""
+    """Train on real pairs (random horizontal flips) and write the checkpoint folder atomically
+    (generator and discriminator weights in ``tensors.safetensors``, the architecture, params,
+    losses and loss curve in ``meta.json``); the returned record adds timings and the device."""
     from tqdm.auto import tqdm
 
     if len(images) == 0:
@@ -272,28 +274,24 @@ def train_spade(
     points = np.linspace(0, len(history), min(20, len(history)) + 1).round().astype(int)
     curve = [{"step": int(hi), **{k: round(float(np.mean([h[k] for h in history[lo:hi]])), 5) for k in history[0]}}
              for lo, hi in zip(points[:-1], points[1:]) if hi > lo]  # fmt: skip
+    # the checkpoint holds what the inputs determine; timings and the device go to the metrics
     record = {
         "format": FORMAT, "config": asdict(cfg), "params": params.model_dump(), "final_losses": final,
-        "train_seconds": round(seconds, 2), "steps_per_s": round(params.steps / seconds, 3),
         "n_parameters_g": sum(p.numel() for p in gan.g.parameters()),
-        "n_parameters_d": sum(p.numel() for p in gan.d.parameters()), "device": str(device),
+        "n_parameters_d": sum(p.numel() for p in gan.d.parameters()),
     }  # fmt: skip
-    checkpoint = Path(checkpoint)
-    with atomic_open(checkpoint, "wb") as fh:
-        torch.save({**record, "generator": gan.g.state_dict(), "discriminator": gan.d.state_dict(), "history": curve}, fh)
+    tensors = {**prefixed("generator.", gan.g.state_dict()), **prefixed("discriminator.", gan.d.state_dict())}
+    save_checkpoint(checkpoint, tensors, {**record, "history": curve})
     log.info("SPADE: %d steps in %.1f s, final losses %s", params.steps, seconds, final)
-    return {**record, "history": curve}
+    return {**record, "history": curve, "train_seconds": round(seconds, 2),
+            "steps_per_s": round(params.steps / seconds, 3), "device": str(device)}
 
 
 def load_spade(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> SPADEGenerator:
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise MissingAssetError(f"SPADE checkpoint {path} not found: run the seg_train_spade stage (dvc repro seg_train_spade)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != FORMAT:
-        raise MissingAssetError(f"{path} is not a {FORMAT} checkpoint: re-run seg_train_spade")
-    g = SPADEGenerator(SpadeConfig(**state["config"]))
-    g.load_state_dict(state["generator"])
+    """The generator of a SPADE checkpoint folder (see :mod:`synthmix.core.checkpoint`)."""
+    tensors, meta = load_checkpoint(checkpoint, FORMAT, "seg_train_spade")
+    g = SPADEGenerator(SpadeConfig(**meta["config"]))
+    load_state(g, tensors, checkpoint, "seg_train_spade", prefix="generator.")
     return g.to(device).eval()
 
 
@@ -335,13 +333,13 @@ def seg_generate_images_stage(params: Params, *, labels: Input, spade: Input, ou
 
     from synthmix.core.atomic import building_dir, write_json
     from synthmix.core.device import pick_device
-    from synthmix.data.manifest import file_sha256, read_manifest
+    from synthmix.data.manifest import read_manifest
     from synthmix.segmentation.data import load_mask, pair_record, save_rgb, write_pairs
 
     p = params.seg_generate_images
     label_records = read_manifest(Path(labels) / "labels.jsonl")
     g = load_spade(spade, pick_device(params.device))
-    spade_hash = file_sha256(spade)
+    spade_hash = checkpoint_sha256(spade)  # weights + meta.json: both only what the inputs determine
     made = []
     with building_dir(out) as tmp:
         for lo in tqdm(range(0, len(label_records), p.batch_size), desc="SPADE images", unit="batch"):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from synthmix.config.segmentation import SegTrainParams
-from synthmix.core.atomic import atomic_open
-from synthmix.core.errors import DataError, MissingAssetError, ParamsError
+from synthmix.core.checkpoint import load_checkpoint, load_state, save_checkpoint
+from synthmix.core.errors import DataError
 from synthmix.core.seeding import derive_seed, seed_everything
 from synthmix.segmentation.metrics import IoUMeter
 from synthmix.segmentation.models import build_model
@@ -30,7 +30,7 @@ from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
-FORMAT = "synthmix-seg/1"
+FORMAT = "synthmix-seg/2"  # /1 was a torch pickle, no longer read
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -61,7 +61,8 @@ def train_segmenter(
     val: tuple[np.ndarray, np.ndarray], n_classes: int, ignore_index: int, checkpoint: str | os.PathLike,
     device: torch.device, extra: dict | None = None, on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:  # fmt: skip
-    """Train one model on ``train`` (images, masks), keep the best epoch by val mIoU, save it.
+    """Train one model on ``train`` (images, masks), keep the best epoch by val mIoU, save it as the
+    checkpoint folder ``checkpoint`` (see :mod:`synthmix.core.checkpoint`).
 
     ``on_epoch`` receives each epoch's row of the returned ``history`` (epoch, train_loss,
     val_miou) as soon as the epoch ends.
@@ -111,27 +112,25 @@ def train_segmenter(
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best_epoch = epoch
     seconds = time.perf_counter() - start
+    # the checkpoint holds what the inputs determine; the training time goes to the metrics only
     record = {
         "model": model_name, "encoder": params.encoder, "encoder_weights": params.encoder_weights,
         "seed": seed, "best_epoch": best_epoch, "val_miou": round(best, 6), "train_pairs": len(x_tr),
-        "train_seconds": round(seconds, 2), **(extra or {}),
+        **(extra or {}),
     }  # fmt: skip
-    with atomic_open(checkpoint, "wb") as fh:
-        torch.save({"format": FORMAT, "n_classes": n_classes, "ignore_index": ignore_index, **record,
-                    "state_dict": best_state}, fh)  # fmt: skip
-    return {**record, "history": history}
+    save_checkpoint(checkpoint, best_state, {"format": FORMAT, "n_classes": n_classes, "ignore_index": ignore_index,
+                                             **record})  # fmt: skip
+    return {**record, "train_seconds": round(seconds, 2), "history": history}
 
 
-def load_segmenter(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise MissingAssetError(f"{path} not found: run its seg_train stage first (dvc repro)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != FORMAT:
-        raise MissingAssetError(f"{path} is not a {FORMAT} checkpoint: re-run seg_train")
-    model = build_model(state["model"], state["encoder"], None, state["n_classes"])
-    model.load_state_dict(state.pop("state_dict"))
-    return model.to(device).eval(), state
+def load_segmenter(checkpoint: str | os.PathLike, device: torch.device,
+                   stage: str = "seg_train") -> tuple[torch.nn.Module, dict]:
+    """A trained segmentation model and its metadata from a checkpoint folder written by
+    :func:`train_segmenter`; ``stage`` (the stage that writes it) is named in errors."""
+    tensors, meta = load_checkpoint(checkpoint, FORMAT, stage)
+    model = build_model(meta["model"], meta["encoder"], None, meta["n_classes"])
+    load_state(model, tensors, checkpoint, stage)
+    return model.to(device).eval(), meta
 
 
 def run_name(mix: str, model: str, seed: int) -> str:
@@ -184,7 +183,7 @@ def seg_evaluate_stage(params: Params, mix: str, model: str, seed: int, *, check
     p = params.seg_evaluate
     info = read_class_info(classes)
     device = pick_device(params.device)
-    net, state = load_segmenter(checkpoint, device)
+    net, state = load_segmenter(checkpoint, device, stage=f"seg_train@{mix}-{model}-{seed}")
     images, masks = load_pairs_arrays(read_pairs(test), info["image_size"])
     pred = predict(net, torch.from_numpy(images), device, p.batch_size)
     meter = IoUMeter(len(info["classes"]), info["ignore_index"])
