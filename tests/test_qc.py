@@ -85,11 +85,40 @@ def test_qc_drops_planted_wrong_class_and_duplicates_and_keeps_the_rest(sets):
     assert sheet.size[0] == 5 * 82 + 2
 
 
+def test_qc_reports_a_near_copy_of_a_test_image_without_dropping_it(sets, tmp_path):
+    root, real, val, syn, planted = sets
+    src = load_fashion_mnist_debian(FASHION_MNIST.parent)
+    labels = src.labels("test")
+    test = [_write(src.load("test", int(i)), tmp_path / "test" / cls / f"{n}.png", cls)
+            for cls, k in IDS.items() for n, i in enumerate(np.flatnonzero(labels == k)[:40])]  # fmt: skip
+    # a "synthetic" trouser that is a real test trouser (test[45]), 2 grey levels brighter
+    of = test[45]
+    bright = Image.fromarray(np.clip(np.asarray(Image.open(of["path"]), dtype=int) + 2, 0, 255).astype(np.uint8))
+    leak = _write(bright, tmp_path / "syn" / of["label"] / "leak.png", of["label"], "synthetic")
+    # no classifier (wrong_class off, pHash dedup): fast; the planted duplicates are dropped as before
+    params = section("qc", enabled=True, wrong_class=False)
+    kept, dropped, stats = run_qc(params, syn + [leak], real, val, CLASSES, tmp_path / "work", device="cpu",
+                                  real_test=test)  # fmt: skip
+    near = stats["near_test"]
+    assert near["n_checked"] == len(kept) and near["n_test"] == len(test) == 120
+    assert near["n_near_test"] == 1 and near["matches"][0]["path"] == leak["path"]
+    assert near["matches"][0]["of"] == of["path"] and near["matches"][0]["distance"] <= params.phash_max_distance
+    assert leak["path"] in {r["path"] for r in kept}  # reported, never dropped
+    assert leak["path"] not in {d["path"] for d in dropped}
+    report = markdown_report(stats, dropped, params, None, tmp_path)
+    assert "## Near-copies of real test images (reported, not dropped)" in report
+    assert "| syn/trouser/leak.png | trouser | test/trouser/5.png | trouser |" in report
+    # qc.against_test off: no check, no key
+    _, _, off = run_qc(section("qc", enabled=True, wrong_class=False, against_test=False), syn, real, val, CLASSES,
+                       tmp_path / "work2", device="cpu", real_test=test)  # fmt: skip
+    assert "near_test" not in off
+
+
 def test_qc_off_passes_everything_without_a_model(tmp_path):
     syn = [{"path": f"/s/{i}.png", "label": "a", "source": "synthetic", "sha256": "x"} for i in range(3)]
     kept, dropped, stats = run_qc(section("qc"), syn, [], [], ["a"], tmp_path)
     assert kept == syn and dropped == [] and stats["n_kept"] == 3
-    assert not (tmp_path / "classifier.pt").exists()
+    assert not (tmp_path / "classifier").exists()
     assert "**off**" in markdown_report(stats, [], section("qc"), None, tmp_path)
 
 

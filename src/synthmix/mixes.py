@@ -8,6 +8,13 @@ Mixes are named by integer percentages (floats in DVC stage names are fragile); 
   thesis's synthetic-only 100);
 - ``augN``: every real training image plus ``round_half_up(n_real * N / 100)`` synthetic ones
   per class (the thesis's augmentation table: 5000 real + 1000..5000 synthetic = aug20..aug100);
+- ``lrrN`` / ``grrN`` (swap mixes, DA-Fusion's training-time replacement): the real images of
+  ``pct0`` (``per_class`` per class, the same images), each of which the training loop swaps, per
+  draw (per sample and epoch), with probability N / 100 for a synthetic image: one of the
+  image-to-image variants *of the same real image* (``lrr``, matched on the variant's
+  ``source_sha256``) or any synthetic image of the same class (``grr``). The manifest lists the
+  real images (``role: real``) and the candidates (``role: candidate``); :class:`SwapPlan` turns
+  it into the per-epoch draws. ``lrr0`` / ``grr0`` swap nothing and hold exactly pct0's records;
 - ``repN`` / ``addN``: the segmentation branch's counterparts over image/mask pairs: the real
   train size with N % of it replaced by synthetic pairs, or every real pair plus N % as many
   synthetic ones.
@@ -39,13 +46,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLASSIFICATION_KINDS = ("pct", "aug")
+SWAP_KINDS = ("lrr", "grr")  # swapped at training time, per sample and epoch
+CLASSIFICATION_KINDS = ("pct", "aug", *SWAP_KINDS)
 SEGMENTATION_KINDS = ("rep", "add")
-_NAME = re.compile(r"^(pct|aug|rep|add)(\d+)$")
+_NAME = re.compile(r"^(pct|aug|lrr|grr|rep|add)(\d+)$")
 _FIXED_TOTAL = ("pct", "rep")  # kinds that keep the training-set size and replace a share of it
+_PERCENT_MAX_100 = (*_FIXED_TOTAL, *SWAP_KINDS)  # a share of the set, or a probability
+ROLE_REAL, ROLE_CANDIDATE = "real", "candidate"  # the ``role`` of a swap mix's records
 _HELP = {
-    CLASSIFICATION_KINDS: "must be pctN (N % synthetic at a fixed total, 0..100) "
-    "or augN (all real plus N % as many synthetic images)",
+    CLASSIFICATION_KINDS: "must be pctN (N % synthetic at a fixed total, 0..100), "
+    "augN (all real plus N % as many synthetic images), lrrN (each real image swapped per draw "
+    "with probability N/100 for a variant of itself, 0..100) or grrN (swapped for any synthetic "
+    "image of its class, 0..100)",
     SEGMENTATION_KINDS: "must be repN (N % of real pairs replaced, 0..100) or addN "
     "(all real pairs plus N % as many synthetic ones)",
 }
@@ -62,7 +74,7 @@ def percent_of(n: int, pct: int) -> int:
 
 @dataclass(frozen=True)
 class MixSpec:
-    """A parsed mix name: ``kind`` (pct, aug, rep, add) and its integer percentage ``value``."""
+    """A parsed mix name: ``kind`` (pct, aug, lrr, grr, rep, add) and its integer percentage ``value``."""
 
     kind: str
     value: int
@@ -73,9 +85,20 @@ class MixSpec:
         if not m or m.group(1) not in kinds:
             raise MixNameError(f"mix name {name!r} {_HELP[kinds]}")
         spec = cls(m.group(1), int(m.group(2)))
-        if spec.kind in _FIXED_TOTAL and spec.value > 100:
-            raise MixNameError(f"mix name {name!r}: a percentage of synthetic images is at most 100")
+        if spec.kind in _PERCENT_MAX_100 and spec.value > 100:
+            what = "a swap probability" if spec.kind in SWAP_KINDS else "a percentage of synthetic images"
+            raise MixNameError(f"mix name {name!r}: {what} is at most 100")
         return spec
+
+    @property
+    def is_swap(self) -> bool:
+        """lrr / grr: real images swapped for synthetic ones at training time."""
+        return self.kind in SWAP_KINDS
+
+    @property
+    def swap_probability(self) -> float:
+        """The per-draw swap probability of a swap mix (N / 100); 0 for every other kind."""
+        return self.value / 100.0 if self.is_swap else 0.0
 
     @property
     def name(self) -> str:
@@ -83,7 +106,10 @@ class MixSpec:
 
     def counts(self, total: int, n_real: int) -> tuple[int, int]:
         """(real, synthetic) items: ``total`` is the fixed size of pct/rep mixes, ``n_real`` the
-        real items available (all of them go into aug/add mixes)."""
+        real items available (all of them go into aug/add mixes). Swap mixes hold pct0's ``total``
+        real items and no fixed synthetic ones (their candidates are swapped in per draw)."""
+        if self.is_swap:
+            return total, 0
         if self.kind in _FIXED_TOTAL:
             fake = percent_of(total, self.value)
             return total - fake, fake
@@ -91,12 +117,18 @@ class MixSpec:
 
     @property
     def fake_share(self) -> float:
-        """Nominal share of synthetic items: N / 100 at a fixed total, N / (100 + N) when added."""
-        return self.value / 100.0 if self.kind in _FIXED_TOTAL else self.value / (100.0 + self.value)
+        """Nominal share of synthetic items: N / 100 at a fixed total and for swap mixes (the
+        expected share of swapped draws), N / (100 + N) when added."""
+        if self.kind in _FIXED_TOTAL or self.is_swap:
+            return self.value / 100.0
+        return self.value / (100.0 + self.value)
 
     @property
     def ratio_label(self) -> str:
-        """The fake:real ratio as the source papers write it: ``"60:40"``, or ``"real + 100 %"``."""
+        """The fake:real ratio as the source papers write it: ``"60:40"``, ``"real + 100 %"``, or
+        for swap mixes ``"swap 50 % (own variants)"`` / ``"swap 30 % (class)"``."""
+        if self.is_swap:
+            return f"swap {self.value} % ({'own variants' if self.kind == 'lrr' else 'class'})"
         return f"{self.value}:{100 - self.value}" if self.kind in _FIXED_TOTAL else f"real + {self.value} %"
 
 
@@ -136,6 +168,9 @@ def build_mix(
     seed: int,
 ) -> list[dict]:
     """The records of mix ``name``, class by class in ``classes`` order, real before synthetic."""
+    spec = MixSpec.parse(name)
+    if spec.is_swap:
+        return build_swap_mix(spec, real, synthetic, classes, per_class, seed)
     real_by_class, fake_by_class = _by_class(real), _by_class(synthetic)
     out: list[dict] = []
     for cls in classes:
@@ -158,6 +193,132 @@ def build_mix(
     if extra:
         log.warning("mix %s ignores images of classes not in prepare.classes: %s", name, extra)
     return out
+
+
+def build_swap_mix(
+    spec: MixSpec, real: list[dict], synthetic: list[dict], classes: list[str], per_class: int, seed: int
+) -> list[dict]:
+    """The records of swap mix ``spec`` (lrrN / grrN): per class, pct0's real images
+    (``role: real``) followed by the synthetic images they may be swapped for (``role: candidate``):
+    the variants of those very images (lrr: ``source_sha256`` = a chosen real image's ``sha256``)
+    or every synthetic image of the class (grr). With N = 0, pct0's records unchanged."""
+    name = spec.name
+    if spec.value == 0:
+        return build_mix("pct0", real, synthetic, classes, per_class, seed)
+    if spec.kind == "lrr" and not any(r.get("source_sha256") for r in synthetic):
+        generators = sorted({str(r.get("generator", r.get("source", "?"))) for r in synthetic}) or ["none"]
+        raise DataError(
+            f"lrr mixes need image-to-image variants: mix {name} swaps each real image for a synthetic "
+            "variant of that same image, matched on the variant's source_sha256, but no record of the "
+            f"synthetic set (generator {', '.join(generators)}, {len(synthetic)} images) has a source_sha256. "
+            "Generate variants of the real training images with an image-to-image generator, or use "
+            f"grr{spec.value} (any synthetic image of the same class)"
+        )
+    real_by_class, fake_by_class = _by_class(real), _by_class(synthetic)
+    out: list[dict] = []
+    for cls in classes:
+        reals, fakes = real_by_class.get(cls, []), fake_by_class.get(cls, [])
+        if per_class > len(reals):
+            raise DataError(
+                f"mix {name} needs {per_class} real images of class {cls!r} but the real train split "
+                f"has {len(reals)}: raise prepare.train_per_class or lower mix.per_class"
+            )
+        chosen = _take(reals, per_class, seed, cls, "real")  # pct0's images
+        if spec.kind == "lrr":
+            shas = {r["sha256"] for r in chosen}
+            candidates = [f for f in fakes if f.get("source_sha256") in shas]
+            covered = {f["source_sha256"] for f in candidates}
+            if not candidates:
+                raise DataError(
+                    f"mix {name}: the synthetic set has no variant of any of the {len(chosen)} real images of "
+                    f"class {cls!r} in the mix (source_sha256 matches none): generate image-to-image variants "
+                    "of the real train split"
+                )
+            if len(covered) < len(chosen):
+                log.warning("mix %s, class %s: %d of %d real images have no variant and are never swapped",
+                            name, cls, len(chosen) - len(covered), len(chosen))
+        else:
+            candidates = fakes
+            if not candidates:
+                raise DataError(
+                    f"mix {name} swaps real images of class {cls!r} for synthetic ones, but the synthetic "
+                    "set has none of that class: raise generate.per_class"
+                )
+        out += [{**r, "role": ROLE_REAL} for r in chosen]
+        out += [{**f, "role": ROLE_CANDIDATE} for f in candidates]
+        log.info("mix %s, class %s: %d real, %d swap candidates", name, cls, len(chosen), len(candidates))
+    return out
+
+
+@dataclass(frozen=True)
+class SwapPlan:
+    """The training-time swaps of a swap mix (DA-Fusion's per-draw replacement).
+
+    ``n_real`` training samples (the ``role: real`` records, in manifest order); the candidates
+    of sample ``i`` are ``candidates[offsets[i]:offsets[i + 1]]`` (positions among the
+    ``role: candidate`` records). :meth:`draw` decides every epoch anew, per sample, whether it
+    is swapped (probability ``probability``) and for which of its candidates (uniformly), from a
+    generator seeded by (training seed, epoch): a run is reproducible and independent of the
+    batch order. A sample without candidates is never swapped.
+    """
+
+    kind: str
+    probability: float
+    n_real: int
+    offsets: np.ndarray  # int64, n_real + 1
+    candidates: np.ndarray  # int64 candidate positions
+
+    @classmethod
+    def from_records(cls, spec: MixSpec, reals: list[dict], candidates: list[dict]) -> "SwapPlan":
+        """Group ``candidates`` per real record: same ``source_sha256`` as its ``sha256`` (lrr) or
+        same ``label`` (grr)."""
+        if spec.kind == "lrr":
+            keyed = defaultdict(list)
+            for j, c in enumerate(candidates):
+                keyed[(c.get("source_sha256"), c["label"])].append(j)
+            groups = [keyed.get((r["sha256"], r["label"]), []) for r in reals]
+        else:
+            keyed = defaultdict(list)
+            for j, c in enumerate(candidates):
+                keyed[c["label"]].append(j)
+            groups = [keyed.get(r["label"], []) for r in reals]
+        offsets = np.zeros(len(reals) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(g) for g in groups])
+        flat = np.fromiter((j for g in groups for j in g), dtype=np.int64, count=int(offsets[-1]))
+        return cls(spec.kind, spec.swap_probability, len(reals), offsets, flat)
+
+    @property
+    def coverage(self) -> float:
+        """Share of the real samples that have at least one candidate."""
+        return float((np.diff(self.offsets) > 0).mean()) if self.n_real else 0.0
+
+    def draw(self, seed: int, epoch: int) -> np.ndarray:
+        """Per real sample: -1 (kept) or the candidate position swapped in for epoch ``epoch``."""
+        rng = np.random.default_rng(derive_seed("swap", int(seed), int(epoch)))
+        u_swap, u_pick = rng.random(self.n_real), rng.random(self.n_real)
+        counts = np.diff(self.offsets)
+        swap = (u_swap < self.probability) & (counts > 0)
+        out = np.full(self.n_real, -1, dtype=np.int64)
+        pick = self.offsets[:-1][swap] + np.minimum((u_pick[swap] * counts[swap]).astype(np.int64), counts[swap] - 1)
+        out[swap] = self.candidates[pick]
+        return out
+
+
+def split_swap_mix(name: str | None, records: list[dict]) -> tuple[list[dict], list[dict], "SwapPlan | None"]:
+    """(training samples, swap candidates, plan) of a mix manifest. For a swap mix (lrr/grr) the
+    ``role: candidate`` records are the candidates; any other mix (or ``name`` None) must have
+    none: its records are the training samples and the plan is None."""
+    spec = MixSpec.parse(name) if name is not None else None
+    candidates = [r for r in records if r.get("role") == ROLE_CANDIDATE]
+    reals = [r for r in records if r.get("role") != ROLE_CANDIDATE]
+    if spec is None or not spec.is_swap:
+        if candidates:
+            raise DataError(
+                f"the training manifest has {len(candidates)} swap candidates (role: candidate) but "
+                f"{'no mix name was given' if spec is None else f'mix {name} is not a swap mix (lrrN / grrN)'}"
+            )
+        return records, [], None
+    return reals, candidates, SwapPlan.from_records(spec, reals, candidates)
 
 
 def build_seg_mix(name: str, real: list[dict], synthetic: list[dict], seed: int) -> list[dict]:
@@ -192,4 +353,10 @@ def mix_stage(params: Params, name: str, *, real: Input, classes: Input, synthet
         seed=params.mix.seed,
     )
     write_manifest(out, records)
-    print(f"{name}: {len(records)} images, per class {count_by_label(records)}")
+    candidates = [r for r in records if r.get("role") == ROLE_CANDIDATE]
+    if candidates:
+        reals = [r for r in records if r.get("role") != ROLE_CANDIDATE]
+        print(f"{name}: {len(reals)} real images, per class {count_by_label(reals)}, swapped per draw with "
+              f"probability {MixSpec.parse(name).swap_probability:g} for one of {len(candidates)} candidates")
+    else:
+        print(f"{name}: {len(records)} images, per class {count_by_label(records)}")

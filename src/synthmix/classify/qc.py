@@ -18,6 +18,11 @@ label, and near-copies add no information (or copy a training image outright). W
    The first image of a group is kept. With ``qc.against_real`` an image that near-copies a
    real training image is dropped too.
 
+With ``qc.against_test`` the kept images are also compared with the real *test* split by pHash
+(``qc.phash_max_distance``): a near-copy of a test image would inflate the test accuracy of a
+mix that holds it. This is a leakage report only (``report.md``, ``n_near_test`` in the
+metrics); nothing is dropped for it: which images a model trains on must not depend on the test split.
+
 When ``qc.enabled`` is false every image passes (cheaply, no model is trained), so the
 pipeline graph stays the same either way and ``mix`` always reads the QC manifest.
 """
@@ -36,6 +41,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from synthmix.classify.train import (
+    embed,
     load_classifier,
     load_images,
     to_input,
@@ -130,21 +136,19 @@ def near_duplicates(
 def probabilities_and_features(checkpoint: Path, records: list[dict], device: torch.device,
                                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Softmax probabilities and L2-normalised penultimate features of ``records``."""
-    model, ckpt = load_classifier(checkpoint, device)
+    model, ckpt = load_classifier(checkpoint, device, stage="qc")
     model.eval()
     classes = ckpt["classes"]
     x, _ = load_images(records, classes, ckpt["input_size"], "loading for qc")
     mean = torch.tensor(ckpt["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(ckpt["std"], device=device).view(1, 3, 1, 1)
+    head = model.get_classifier()
     pooled: list[torch.Tensor] = []
-    hook = model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(out.flatten(1).float().cpu()))
     probs = []
-    try:
-        for start in tqdm(range(0, len(x), batch_size), desc="qc classifier", unit="batch", leave=False):
-            logits = model(to_input(x[start : start + batch_size].to(device), mean, std))
-            probs.append(logits.float().softmax(1).cpu())
-    finally:
-        hook.remove()
+    for start in tqdm(range(0, len(x), batch_size), desc="qc classifier", unit="batch", leave=False):
+        feats = embed(model, to_input(x[start : start + batch_size].to(device), mean, std))
+        pooled.append(feats.float().cpu())
+        probs.append(head(feats).float().softmax(1).cpu())
     feats = torch.nn.functional.normalize(torch.cat(pooled), dim=1)
     return torch.cat(probs).numpy(), feats.numpy(), classes
 
@@ -156,9 +160,9 @@ def wrong_class(probs: np.ndarray, labels: np.ndarray, confidence: float) -> np.
 
 
 def classifier_params(qc: QCParams) -> TrainParams:
-    """The train-stage settings of the QC classifier: its own epochs/lr/size; a ResNet-18 from
-    scratch with Adam, no weight decay and no augmentation."""
-    return TrainParams(seeds=[qc.seed], arch="resnet18", pretrained=False, optimizer="adam", lr=qc.lr,
+    """The train-stage settings of the QC classifier: its own epochs/lr/size; a ResNet-18 (timm)
+    from scratch, fully trained, with Adam, no weight decay and no augmentation."""
+    return TrainParams(seeds=[qc.seed], arch="resnet18", weights=None, freeze_backbone=False, optimizer="adam", lr=qc.lr,
                        weight_decay=0.0, epochs=qc.epochs, batch_size=qc.batch_size,
                        input_size=qc.input_size, augment=False, num_threads=0)
 
@@ -174,10 +178,15 @@ def run_qc(
     classes: list[str],
     work_dir: str | os.PathLike,
     device: str = "auto",
+    real_test: Optional[list[dict]] = None,
 ) -> tuple[list[dict], list[dict], dict]:
     """Filter ``synthetic``; returns (kept records, dropped records with ``qc_reason``, stats).
 
-    ``work_dir`` receives the QC classifier checkpoint (``classifier.pt``).
+    With ``params.against_test`` and ``real_test``, ``stats["near_test"]`` lists the kept images
+    that near-copy a real test image (:func:`near_test_copies`): reported, never dropped.
+
+    ``work_dir`` receives the QC classifier checkpoint (the folder ``classifier/``: weights in
+    ``tensors.safetensors``, metadata in ``meta.json``).
     """
     synthetic = sorted(synthetic, key=lambda r: r["path"])
     stats: dict = {"enabled": params.enabled, "n_in": len(synthetic)}
@@ -191,7 +200,7 @@ def run_qc(
     device = pick_device(device)
     need_classifier = params.wrong_class or params.dedup == "features"
     if need_classifier:
-        checkpoint = Path(work_dir) / "classifier.pt"
+        checkpoint = Path(work_dir) / "classifier"
         train_stats = train_classifier(classifier_params(params), params.seed, real_train, real_val, classes, checkpoint,
                                        device=str(device))
         stats["classifier"] = {k: train_stats[k] for k in ("best_epoch", "best_val_accuracy", "n_train", "train_seconds")}
@@ -228,7 +237,35 @@ def run_qc(
         by[d["qc_reason"]["reason"]] = by.get(d["qc_reason"]["reason"], 0) + 1
     per_class = {c: {"in": int((labels == k).sum()), "kept": sum(r["label"] == c for r in kept)} for c, k in index.items()}
     stats.update(n_kept=len(kept), n_dropped=len(dropped), dropped_by=by, per_class=per_class)
+    if params.against_test and real_test:
+        kept_hashes = None
+        if params.dedup == "phash":  # reuse the hashes computed for the duplicate search
+            kept_hashes = syn[[i for i in range(len(synthetic)) if i not in reasons]]
+        stats["near_test"] = near_test_copies(kept, real_test, params.phash_max_distance, kept_hashes)
     return kept, dropped, stats
+
+
+def near_test_copies(kept: list[dict], real_test: list[dict], max_distance: int,
+                     kept_hashes: Optional[np.ndarray] = None) -> dict:
+    """Kept synthetic images whose 256-bit pHash is within ``max_distance`` of a real *test*
+    image: a generator that reproduces test images inflates the test accuracy of every mix that
+    holds them. Report only: ``{"n_checked", "n_test", "max_distance", "n_near_test", "matches":
+    [{path, label, of, of_label, distance}]}`` (the closest test image per synthetic image)."""
+    syn = kept_hashes if kept_hashes is not None else phashes(kept, "phash kept")
+    test = phashes(real_test, "phash real test")
+    matches = []
+    if len(syn) and len(test):
+        for start in range(0, len(syn), 256):
+            d = hamming(syn[start : start + 256], test)
+            for row in np.flatnonzero((d <= max_distance).any(1)).tolist():
+                j = int(np.argmin(d[row]))
+                rec = kept[start + row]
+                matches.append({"path": rec["path"], "label": rec["label"], "of": real_test[j]["path"],
+                                "of_label": real_test[j]["label"], "distance": int(d[row, j])})  # fmt: skip
+    if matches:
+        log.warning("%d kept synthetic images near-copy a real test image (report only: see the qc report)", len(matches))
+    return {"n_checked": len(kept), "n_test": len(real_test), "max_distance": max_distance,
+            "n_near_test": len(matches), "matches": matches}  # fmt: skip
 
 
 def caption(d: dict) -> str:
@@ -283,14 +320,27 @@ def markdown_report(stats: dict, dropped: list[dict], params: QCParams, sheet_na
                 r["of"] = Path(os.path.relpath(r["of"], relative_to)).as_posix()
             detail = ", ".join(f"{k} {v}" for k, v in r.items())
             lines.append(f"| {Path(os.path.relpath(d['path'], relative_to)).as_posix()} | {d['label']} | {reason} | {detail} |")
+    near = stats.get("near_test")
+    if near is not None:
+        rel = lambda p: Path(os.path.relpath(p, relative_to)).as_posix()  # noqa: E731
+        lines += ["", "## Near-copies of real test images (reported, not dropped)", "",
+                  f"{near['n_near_test']} of {near['n_checked']} kept images are within 256-bit pHash distance "
+                  f"{near['max_distance']} of one of the {near['n_test']} real test images"
+                  + (": mixes that hold them may score higher on the test split than they should." if near["matches"]
+                     else "."), ""]  # fmt: skip
+        if near["matches"]:
+            lines += ["| Image | Label | Test image | Test label | Distance |", "|---|---|---|---|---:|"]
+            for m in near["matches"]:
+                lines.append(f"| {rel(m['path'])} | {m['label']} | {rel(m['of'])} | {m['of_label']} | {m['distance']} |")
     return "\n".join(lines) + "\n"
 
 
-def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, classes: Input,
+def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, test: Input, classes: Input,
              out: Output, report: Output, metrics: Output) -> None:
     """Stage qc: quality control of the synthetic set before mixing (qc.enabled; off = every
     image passes, nothing is trained). Writes the kept and dropped manifests, a report with a
-    contact sheet of what was dropped, and the counts as metrics."""
+    contact sheet of what was dropped, and the counts as metrics. With qc.against_test the
+    report also lists kept images that near-copy a real test image (nothing is dropped for it)."""
     import os
 
     from synthmix.core.atomic import write_json, write_text
@@ -303,8 +353,9 @@ def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, class
     records = read_manifest(synthetic)
     real_records = read_manifest(real) if p.enabled else []
     val_records = read_manifest(val) if p.enabled else []
+    test_records = read_manifest(test) if p.enabled and p.against_test else None
     kept, dropped, stats = run_qc(p, records, real_records, val_records, read_classes(classes), out_dir,
-                                  device=params.device)
+                                  device=params.device, real_test=test_records)
     sheet = None
     if p.enabled:
         sheet = "dropped.png"
@@ -320,7 +371,12 @@ def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, class
             d["qc_reason"]["of"] = os.path.relpath(d["qc_reason"]["of"], out_dir.resolve())
     write_manifest(out_dir / "manifest.jsonl", kept)
     write_manifest(out_dir / "dropped.jsonl", dropped)
+    for m in stats.get("near_test", {}).get("matches", []):  # relative to the report, like report.md
+        m["path"], m["of"] = [Path(os.path.relpath(m[k], report_dir.resolve())).as_posix() for k in ("path", "of")]
     # metrics/qc.json: the counts only (dvc exp show columns); everything else in the report dir
-    write_json(metrics, {k: stats[k] for k in ("enabled", "n_in", "n_kept", "n_dropped", "dropped_by")})
+    counts = {k: stats[k] for k in ("enabled", "n_in", "n_kept", "n_dropped", "dropped_by")}
+    if "near_test" in stats:
+        counts["n_near_test"] = stats["near_test"]["n_near_test"]
+    write_json(metrics, counts)
     write_json(report_dir / "details.json", stats)
     print(f"qc: {stats['n_kept']} of {stats['n_in']} synthetic images kept ({stats['n_dropped']} dropped)")

