@@ -18,7 +18,7 @@ test-fast: setup
 	python -m pytest -m "not e2e"
 
 clean-partial:
-	rm -rf data/.partial
+	rm -rf data/.partial models/.partial
 
 bench: setup
 	python benchmarks/training.py

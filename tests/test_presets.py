@@ -64,7 +64,7 @@ def test_strategy_prompts_are_table_5_8(strategy):
         assert p.prepare.classes == ["automobile", "cat", "horse", "ship", "truck"]
         assert p.generate.backend == ("sdxl" if model == "sdxl" else "sd")
         assert p.generate.sd.freeu.enabled is (strategy == "freeu")
-        assert bool(p.generate.sd.loras) is (strategy == "lora")
+        assert p.generate.sd.trained_lora is (strategy == "lora") and not p.generate.sd.loras  # train_lora stage
 
 
 def test_thesis_prompts_drawn_from_the_shipped_wildcards():

@@ -262,6 +262,7 @@ def test_stage_two_processes_equal_one_and_stage_errors(models, tmp_path):
     def stage(out: str, rank: int = 0, world: int = 1, wait: bool = True):
         cmd = [sys.executable, str(REPO / "stages" / "generate.py"), "--params", str(params),
                "--model", str(models["generator"]), "--wildcards", raw["generate"]["prompt"]["wildcards_dir"],
+               "--lora", str(tmp_path / "lora"), "--textual-inversion", str(tmp_path / "ti"),  # unused: flags off
                "--out", str(tmp_path / out / "synthetic"), "--metrics", str(tmp_path / f"{out}.json")]
         proc = subprocess.Popen(cmd, env={**env, "RANK": str(rank), "WORLD_SIZE": str(world)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -171,6 +171,8 @@ def generate_synthetic(
     show_progress: bool = True,
     wait_poll_s: float = 2.0,
     wait_timeout_s: float | None = None,
+    lora_dir: str | os.PathLike | None = None,
+    ti_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Generate ``params.per_class`` images per class into ``out_dir`` (images/ + manifest.jsonl).
 
@@ -178,6 +180,8 @@ def generate_synthetic(
     of the model's classes. ``rank``/``world_size``: this process makes jobs
     ``rank, rank + world_size, ...`` of the class-major job list; rank 0 waits for the other
     ranks' files, then writes the manifest and moves the scratch folder to ``out_dir``.
+    ``lora_dir`` / ``ti_dir``: the train_lora / train_textual_inversion outputs, which the SD
+    backends use when generate.sd.trained_lora / textual_inversion are on.
     Returns statistics (for rank 0 after a multi-process run, generated/reused are its own).
     """
     if world_size < 1 or not 0 <= rank < world_size:
@@ -187,7 +191,7 @@ def generate_synthetic(
     out_dir = Path(out_dir)
     scratch_root = Path(scratch_root) if scratch_root is not None else out_dir.parent / ".partial"
     device = pick_device("auto") if device is None else torch.device(device)
-    backend = open_backend(params, model_dir, device)
+    backend = open_backend(params, model_dir, device, lora_dir=lora_dir, ti_dir=ti_dir)
 
     wanted = list(backend.classes) if classes is None else list(classes)
     unknown = [c for c in wanted if c not in backend.classes]
@@ -299,13 +303,17 @@ def device_for_rank(requested: str, world_size: int) -> torch.device:
     return pick_device(requested)
 
 
-def generate_stage(params: Params, *, model: Input, wildcards: Input, out: Output, metrics: Output) -> None:
+def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Input, textual_inversion: Input,
+                   out: Output, metrics: Output) -> None:
     """Stage generate: sample generate.per_class synthetic images per class with the trained generator.
 
     Resumable: an interrupted run leaves its finished images in data/.partial/generate-<hash>
     and the next run generates only the missing ones. Several processes can share the work
     (torchrun sets RANK and WORLD_SIZE); rank 0 writes the manifest once all images exist.
-    ``wildcards`` is the folder generate.prompt.wildcards_dir names (a dep of the stage).
+    ``wildcards`` is the folder generate.prompt.wildcards_dir names (a dep of the stage);
+    ``lora`` / ``textual_inversion`` the train_lora / train_textual_inversion outputs (used by the
+    SD backends with generate.sd.trained_lora / textual_inversion; deps of the stage either way, so
+    retraining re-runs generate).
     """
     from synthmix.core.atomic import write_json
 
@@ -315,7 +323,7 @@ def generate_stage(params: Params, *, model: Input, wildcards: Input, out: Outpu
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     stats = generate_synthetic(
         params.generate, model, out, device=device_for_rank(params.device, world_size),
-        rank=rank, world_size=world_size,
+        rank=rank, world_size=world_size, lora_dir=lora, ti_dir=textual_inversion,
     )
     if rank == 0:
         write_json(metrics, stats)

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from synthmix.config.base import Section
-from synthmix.generators.base import BACKENDS
+from synthmix.generators.registry import BACKENDS
 from synthmix.generators.schedulers import SCHEDULERS
 
 # allowed values come from the registries (a backend or sampler added there is allowed here)
@@ -94,6 +94,11 @@ class SDParams(Section):
     dtype: Literal["auto", "fp16", "bf16", "fp32"]  # auto = fp16 on CUDA, fp32 on CPU
     freeu: FreeUParams
     loras: list[LoraParams]
+    # the train_lora stage's LoRAs (models/lora; per_class ones only for their own class)
+    trained_lora: bool
+    # the train_textual_inversion stage's class tokens (models/textual_inversion): {class} in
+    # prompts becomes the class's token, unless the template places it with {token}
+    textual_inversion: bool
     # images per pipeline call, always this many (the last call padded): a fixed shape keeps
     # each image independent of generate.batch_size, the resume point and the process count
     forward_batch: int = Field(ge=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from synthmix.core.errors import ParamsError
+from synthmix.generators.registry import BACKENDS as BACKEND_NAMES
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +61,8 @@ class Backend(Protocol):
         """One image per job, in order."""
 
 
-BackendFactory = Callable[["GenerateParams", Path, "torch.device"], Backend]
+# (params, model_dir, device, **adapter folders: lora_dir, ti_dir -- used by the SD backends)
+BackendFactory = Callable[..., Backend]
 BACKENDS: dict[str, BackendFactory] = {}
 
 
@@ -73,7 +75,7 @@ def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
 
 
 @register_backend("ddpm")
-def _ddpm_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
+def _ddpm_backend(params: GenerateParams, model_dir: Path, device: torch.device, **_adapters) -> Backend:
     """The class-conditional DDPM trained by the train_generator stage."""
     from synthmix.generators.ddpm import DDPMBackend
 
@@ -81,23 +83,32 @@ def _ddpm_backend(params: GenerateParams, model_dir: Path, device: torch.device)
 
 
 @register_backend("sd")
-def _sd_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
+def _sd_backend(params: GenerateParams, model_dir: Path, device: torch.device, **adapters) -> Backend:
     """Stable Diffusion 1.x/2.x (:mod:`synthmix.generators.stable_diffusion`, imported on use)."""
     from synthmix.generators.stable_diffusion import StableDiffusionBackend
 
-    return StableDiffusionBackend(params, model_dir, device, "sd")
+    return StableDiffusionBackend(params, model_dir, device, "sd", **adapters)
 
 
 @register_backend("sdxl")
-def _sdxl_backend(params: GenerateParams, model_dir: Path, device: torch.device) -> Backend:
+def _sdxl_backend(params: GenerateParams, model_dir: Path, device: torch.device, **adapters) -> Backend:
     """Stable Diffusion XL, optionally with a refiner."""
     from synthmix.generators.stable_diffusion import StableDiffusionBackend
 
-    return StableDiffusionBackend(params, model_dir, device, "sdxl")
+    return StableDiffusionBackend(params, model_dir, device, "sdxl", **adapters)
 
 
-def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device) -> Backend:
+if set(BACKENDS) != set(BACKEND_NAMES):  # a factory without a name in registry.py, or the reverse
+    raise ImportError(f"generator backends {sorted(BACKENDS)} != the names in generators/registry.py "
+                      f"{sorted(BACKEND_NAMES)}: add the name there too")
+
+
+def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device, *,
+                 lora_dir: str | os.PathLike | None = None, ti_dir: str | os.PathLike | None = None) -> Backend:
+    """The backend ``params.backend``; ``lora_dir`` / ``ti_dir``: the personalization stages'
+    folders (models/lora, models/textual_inversion), used by sd/sdxl when their flags are on."""
     factory = BACKENDS.get(params.backend)
     if factory is None:
         raise ParamsError(f"generate.backend = {params.backend!r}: allowed: {', '.join(sorted(BACKENDS))}")
-    return factory(params, Path(model_dir), device)
+    adapters = {k: Path(v) for k, v in (("lora_dir", lora_dir), ("ti_dir", ti_dir)) if v is not None}
+    return factory(params, Path(model_dir), device, **adapters)

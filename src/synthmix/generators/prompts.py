@@ -12,7 +12,10 @@ Template syntax (the ``dynamicprompts`` library, not a home-made parser):
   spaces); substituted first, so ``__hyponyms/{class}__`` names a per-class wildcard file;
 - ``__name__``: a random line of ``<wildcards_dir>/name.txt`` (``__hyponyms/cat__`` ->
   ``hyponyms/cat.txt``);
-- ``{a|b|c}``: one of the variants.
+- ``{a|b|c}``: one of the variants;
+- ``{token}``: the class's learned textual-inversion token (``<cat>``) when
+  ``generate.sd.textual_inversion`` is on, else the class text. With textual inversion on and
+  no ``{token}`` in a template, ``{class}`` becomes the token (except inside a wildcard name).
 
 Weights (turned into embeddings by ``compel`` in the SD backends): A1111's ``(word:1.4)``,
 the source thesis's ``(word):1.4`` and a bare comma-separated item ``worst quality:1.4`` (as
@@ -64,16 +67,24 @@ class ImagePrompt:
 class PromptBuilder:
     """Draws each image's prompt from its template with an RNG seeded by the image seed."""
 
-    def __init__(self, params: PromptParams, base_dir: str | Path = "."):
+    def __init__(self, params: PromptParams, base_dir: str | Path = ".", tokens: dict[str, str] | None = None):
+        """``tokens``: class -> its learned textual-inversion token (see the module docstring)."""
         from dynamicprompts.wildcards import WildcardManager
 
         self.params = params
+        self.tokens = dict(tokens or {})
         self.wildcards_dir = Path(base_dir) / params.wildcards_dir
         self.manager = WildcardManager(self.wildcards_dir)
 
     def template(self, label: str) -> str:
         raw = self.params.class_templates.get(label, self.params.template)
-        return raw.replace("{class}", class_text(label, self.params))
+        text = class_text(label, self.params)
+        token = self.tokens.get(label)
+        if token is None or "{token}" in raw:
+            return raw.replace("{token}", token or text).replace("{class}", text)
+        # {class} names the wildcard file in __hyponyms/{class}__ and becomes the token elsewhere
+        parts = re.split(r"(__[^\s]*?__)", raw)
+        return "".join(part.replace("{class}", text if i % 2 else token) for i, part in enumerate(parts))
 
     def check(self, labels: Sequence[str]) -> None:
         """Fail before any work if a template names a wildcard file that is missing or empty."""

@@ -28,6 +28,12 @@ Why this shape:
   (``load_lora_weights`` + ``set_adapters`` with scales, through peft; optionally per class,
   switched between pipeline calls) are recorded in every manifest line and in the
   scratch-folder key. :func:`regenerate` makes one image again from its manifest line.
+- **Trained adapters** (:mod:`synthmix.personalize`): ``generate.sd.trained_lora`` adds the
+  train_lora stage's LoRAs to that list (a per-class one only for its class);
+  ``generate.sd.textual_inversion`` loads each class's learned token (``load_textual_inversion``,
+  SDXL into both text encoders), puts it into the prompt (see :mod:`synthmix.generators.prompts`)
+  and expands a multi-vector token ``<cat>`` to ``<cat> <cat>_1 ...`` before compel encodes it.
+  Their files' sha256s are in every manifest line.
 - The safety checker is not loaded (``safety_checker=None``): it blacks out false positives
   in a training set and needs its own CLIP weights.
 """
@@ -38,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,10 +52,18 @@ import torch
 from PIL import Image
 
 from synthmix.config.generation import GenerateParams
-from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256
 from synthmix.generators.prompts import PromptBuilder
 from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
+from synthmix.personalize.adapters import (
+    TrainedEmbedding,
+    check_model,
+    load_embeddings_into,
+    trained_embeddings,
+    trained_loras,
+    vector_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +177,28 @@ class StableDiffusionBackend:
     mode = "RGB"
 
     def __init__(self, params: GenerateParams, model_dir: Path | None, device: torch.device, family: str,
-                 classes: Sequence[str] | None = None, pipe=None):
+                 classes: Sequence[str] | None = None, pipe=None, lora_dir: Path | None = None,
+                 ti_dir: Path | None = None, embeddings: dict[str, TrainedEmbedding] | None = None):
         """``pipe``: an already built pipeline to use instead of loading ``generate.sd.model``
-        (benchmarks/generation.py injects a random-weight SD 1.5 this way)."""
+        (benchmarks/generation.py injects a random-weight SD 1.5 this way). ``lora_dir`` /
+        ``ti_dir``: the train_lora / train_textual_inversion outputs, read when
+        ``generate.sd.trained_lora`` / ``textual_inversion`` are on; ``embeddings``: class ->
+        learned token given directly (:func:`regenerate`)."""
         self.params, self.sd, self.family, self.device = params, params.sd, family, device
         self.name = family
         self.classes = list(classes) if classes is not None else _read_classes(model_dir)
-        self.prompts = PromptBuilder(params.prompt)
+        self.lora_dir, self.ti_dir = lora_dir, ti_dir
+        self.embeddings: dict[str, TrainedEmbedding] = dict(embeddings or {})
+        if self.sd.textual_inversion and embeddings is None:
+            if ti_dir is None:
+                raise ParamsError("generate.sd.textual_inversion = true needs the train_textual_inversion stage's "
+                                  "folder (generate --textual-inversion models/textual_inversion)")
+            self.embeddings = trained_embeddings(ti_dir, family)
+            missing = [c for c in self.classes if c not in self.embeddings]
+            if missing:
+                raise DataError(f"{ti_dir} has no learned token for classes {missing}: run dvc repro "
+                                "train_textual_inversion")
+        self.prompts = PromptBuilder(params.prompt, tokens={c: e.token for c, e in self.embeddings.items()})
         self.prompts.check(self.classes)  # missing wildcard files: fail before loading weights
         sd = self.sd
         self.width = sd.width or DEFAULT_SIZE[family]
@@ -180,6 +210,13 @@ class StableDiffusionBackend:
         self.refiner_kind = model_kind(sd.refiner, "auto", "generate.sd.refiner") if sd.refiner else None
         self.loras = [(_lora_file(lo.path, lo.weight_name), float(lo.scale)) for lo in sd.loras]
         self.lora_classes = [set(lo.classes) for lo in sd.loras]  # empty = every class
+        if sd.trained_lora:
+            if lora_dir is None:
+                raise ParamsError("generate.sd.trained_lora = true needs the train_lora stage's folder "
+                                  "(generate --lora models/lora)")
+            for lo in trained_loras(lora_dir, family):
+                self.loras.append((lo.path, 1.0))
+                self.lora_classes.append(set(lo.classes))
         self.dtype = pick_dtype(sd.dtype, device)
         if self.kind != "hub":  # local files: hash before loading (a hub model is hashed once cached)
             self.model_sha256 = weights_sha256(sd.model, self.kind)
@@ -191,6 +228,11 @@ class StableDiffusionBackend:
         self._load(pipe)
         if self.kind == "hub":
             self.model_sha256 = weights_sha256(sd.model, "hub")
+        if self.kind != "given":  # adapters trained on other weights would silently do something else
+            if sd.trained_lora:
+                check_model(lora_dir, self.model_sha256, "generate.sd.trained_lora", "train_lora")
+            if sd.textual_inversion and ti_dir is not None:
+                check_model(ti_dir, self.model_sha256, "generate.sd.textual_inversion", "train_textual_inversion")
         self.refiner_sha256 = weights_sha256(sd.refiner, self.refiner_kind) if sd.refiner else None
 
     # ---------------------------------------------------------------- loading
@@ -212,6 +254,12 @@ class StableDiffusionBackend:
         else:
             pipe = load_pipeline(StableDiffusionXLPipeline, sd.model, self.kind, self.dtype, sd.config)
         pipe.scheduler = make_scheduler(sd.scheduler, pipe.scheduler.config)
+        for emb in self.embeddings.values():
+            try:
+                load_embeddings_into(pipe, self.family, emb.path, emb.token)
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"{emb.path}: not a textual inversion for this model ({exc}): run dvc repro "
+                                "train_textual_inversion") from exc
         if self.loras:
             names = []
             for i, (path, scale) in enumerate(self.loras):
@@ -231,6 +279,7 @@ class StableDiffusionBackend:
             refiner = load_pipeline(
                 StableDiffusionXLImg2ImgPipeline, sd.refiner, self.refiner_kind, self.dtype, None,
                 key="generate.sd.refiner", text_encoder_2=pipe.text_encoder_2, vae=pipe.vae,
+                **({"tokenizer_2": pipe.tokenizer_2} if self.embeddings else {}),  # it knows the learned tokens
             )
             refiner.scheduler = make_scheduler(sd.scheduler, refiner.scheduler.config)
             self.refiner = self._prepare(refiner)
@@ -276,6 +325,7 @@ class StableDiffusionBackend:
             "dtype": str(self.dtype),
             "freeu": self.freeu,
             "loras": [(r["sha256"], r["scale"], sorted(c)) for r, c in zip(self.lora_records, self.lora_classes)],
+            "textual_inversion": sorted((c, e.token, e.sha256) for c, e in self.embeddings.items()),
             "save_size": self.save_size,
             "forward_batch": self.sd.forward_batch,
             "prompt": self.params.prompt.model_dump(),
@@ -314,6 +364,8 @@ class StableDiffusionBackend:
             "freeu": self.freeu,
             "loras": [self.lora_records[i] for i in (self.active_loras(label) if label is not None
                                                      else range(len(self.lora_records)))],
+            "textual_inversion": (self.embeddings[label].record() if label in self.embeddings else None)
+            if label is not None else {c: e.record() for c, e in self.embeddings.items()} or None,
             "forward_batch": self.sd.forward_batch,
         }
 
@@ -323,8 +375,17 @@ class StableDiffusionBackend:
                 **self.sampling_record(job.label)}
 
     # ---------------------------------------------------------------- sampling
+    def expand_tokens(self, text: str) -> str:
+        """A multi-vector learned token written out as its tokens: <cat> -> <cat> <cat>_1 <cat>_2 <cat>_3."""
+        for emb in self.embeddings.values():
+            if emb.num_vectors > 1:
+                text = re.sub(re.escape(emb.token) + r"(?!_\d)", " ".join(vector_tokens(emb.token, emb.num_vectors)),
+                              text)
+        return text
+
     def conditioning(self, prompt: str, negative: str):
         """(embeds, negative embeds[, pooled, negative pooled]) of one image, pos/neg equal length."""
+        prompt, negative = self.expand_tokens(prompt), self.expand_tokens(negative)
         with torch.no_grad():
             if self.family == "sd":  # what CompelForSD does, with the (shared) negative encoded once
                 comp = self.compel.compel
@@ -336,6 +397,7 @@ class StableDiffusionBackend:
         return (c.embeds, c.negative_embeds, c.pooled_embeds, c.negative_pooled_embeds)
 
     def refiner_conditioning(self, prompt: str, negative: str):
+        prompt, negative = self.expand_tokens(prompt), self.expand_tokens(negative)
         with torch.no_grad():
             pos, pos_pooled = self.refiner_compel(prompt)
             neg, neg_pooled = self.refiner_compel(negative)
@@ -411,6 +473,7 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
         "dtype": {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(record.get("dtype"), "auto"),
         "freeu": {"enabled": True, **freeu} if freeu else {"enabled": False, "b1": None, "b2": None, "s1": None, "s2": None},
         "loras": [{"path": lo["path"], "scale": lo["scale"]} for lo in record.get("loras") or []],
+        "trained_lora": False, "textual_inversion": False,  # trained LoRAs are in "loras"; the token below
         # not recorded because they do not change pixels (a single-file model needs its config
         # offline: regenerate from a folder or hub id, or pass the record through generate)
         "model_kind": "auto", "config": None, "compile": False, "save_size": None,
@@ -421,7 +484,11 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
     params = GenerateParams(backend=record["generator"], per_class=1, steps=record["steps"],
                             guidance_scale=record["guidance_scale"], batch_size=1, seed=int(record["seed"]),
                             write_threads=0, sd=sd, prompt=prompt)
-    backend = StableDiffusionBackend(params, None, torch.device(device), record["generator"], classes=[record["label"]])
+    ti = record.get("textual_inversion")
+    embeddings = {record["label"]: TrainedEmbedding(record["label"], ti["token"], int(ti["num_vectors"]),
+                                                    Path(ti["path"]), ti["sha256"])} if ti else None
+    backend = StableDiffusionBackend(params, None, torch.device(device), record["generator"], classes=[record["label"]],
+                                     embeddings=embeddings)
     draw = ImagePrompt(record["prompt"], record["negative_prompt"],
                        to_compel(record["prompt"]), to_compel(record["negative_prompt"]))
     job = Job(record["label"], 0, int(record.get("index", 0)), int(record["seed"]))
