@@ -214,7 +214,10 @@ def write_report(
         f"{n_test if n_test is not None else '?'} real test images. Synthetic data: {len(synthetic)} images from the "
         f"`{generate.get('backend', '?')}` generator"
         + (f" ({qc['n_kept']} of {qc['n_in']} kept by quality control)" if qc and qc.get("enabled") else "")
-        + f". Mixes: {', '.join(f'{x} ({ratio_label(x)})' for x in mixes)}; training seeds {', '.join(map(str, seeds))}.",
+        + f". Mixes: {', '.join(f'{x} ({ratio_label(x)})' for x in mixes)}; training seeds {', '.join(map(str, seeds))}."
+        + (f" {dup['total_dropped']} real images that were exact copies of an image of an earlier split were "
+           f"dropped (prepare.duplicates: drop; per split {dup['dropped']})."
+           if (dup := prepare.get("duplicates") or {}).get("total_dropped") else ""),
         "",
         "## Accuracy on the real test set",
         "",
@@ -239,6 +242,10 @@ def write_report(
             by = ", ".join(f"{k}: {v}" for k, v in sorted(qc.get("dropped_by", {}).items())) or "none"
             lines += [f"{qc['n_dropped']} of {qc['n_in']} synthetic images dropped ({by}); details and the dropped "
                       f"images in [qc/report.md]({rel(m / 'qc' / 'report.md')}).", ""]
+            if qc.get("n_near_test"):
+                lines += [f"**Leakage check: {qc['n_near_test']} kept synthetic images near-copy a real test image** "
+                          "(pHash; reported, not dropped): the mixes that hold them may score too high on the test "
+                          "split; they are listed in the QC report.", ""]
         else:
             lines += ["Off (`qc.enabled: false`): every synthetic image was used, as in the source studies.", ""]
     lines += ["## Confusion matrices", "",
