@@ -19,7 +19,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-TIMEOUT = 900  # seconds for any one command
+TIMEOUT = 1800  # seconds for any one command (a loaded 2-core machine can take over 15 min for the tiny repro)
 
 # The default experiment shrunk to seconds: 3 classes, a few images, one epoch.
 TINY = {
