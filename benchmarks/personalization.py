@@ -49,6 +49,12 @@ from synthmix.testing.sd_architectures import build_pipeline
 REPO = Path(__file__).resolve().parents[1]
 
 
+
+def endless(loader):
+    """Batches of ``loader`` epoch after epoch (the examples' step-bounded loops)."""
+    while True:
+        yield from loader
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -134,11 +140,7 @@ def plain_lora(pipe, records, args, device, amp: str) -> float:
     data = torch.utils.data.DataLoader(ExampleDataset(records, args.size, pipe.tokenizer, "a photo of a cat"),
                                        batch_size=args.batch, shuffle=True, drop_last=True)
 
-    def batches():
-        while True:
-            yield from data
-
-    it = batches()
+    it = endless(data)
     times = []
     for step in range(args.steps + 2):
         sync(device)
@@ -189,11 +191,7 @@ def plain_ti(pipe, records, args, device, amp: str) -> float:
     ds = ExampleDataset(records, args.size, tok, lambda: random.choice(IMAGENET_TEMPLATES).format("<bench>"))
     data = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True)
 
-    def batches():
-        while True:
-            yield from data
-
-    it = batches()
+    it = endless(data)
     times = []
     for step in range(args.steps + 2):
         sync(device)
