@@ -39,7 +39,7 @@ TINY = {
     "seg_generate_labels": {"count": 4, "steps": 2},
     "seg_train_spade": {"ngf": 8, "ndf": 8, "spade_hidden": 8, "z_dim": 8, "steps": 2, "batch_size": 4},
     "seg_mix": {"names": ["rep0", "rep25"]},
-    "seg_train": {"models": ["linknet", "fpn"], "seeds": [0], "epochs": 1, "batch_size": 8},
+    "seg_train": {"models": ["bisenetv2", "ppliteseg_t"], "seeds": [0], "epochs": 1, "batch_size": 8},
     "seg_evaluate": {"overlay_count": 2},
 }
 

@@ -1,7 +1,7 @@
 """The segmentation branch through `dvc repro` in a temporary repository, on tiny overrides.
 
 `dvc repro seg_summarize` builds exactly the branch's stages (matrix names such as
-`seg_train@rep25-linknet-0`), writes the metrics, overlay pictures and summary table DVC
+`seg_train@rep25-bisenetv2-0`), writes the metrics, overlay pictures and summary table DVC
 declares, and a post-processing param change re-runs label generation and what follows it,
 not the real data, the label DDPM or SPADE.
 """
@@ -44,7 +44,7 @@ def test_seg_branch_repro_and_param_change(tmp_path):
     summary = json.loads((root / "metrics/seg/summary.json").read_text())
     assert set(summary["miou"]) == set(MODELS) and all(set(v) == set(MIXES) for v in summary["miou"].values())
     table = (root / "metrics/seg/summary.md").read_text()
-    assert "| linknet | rep25 | 4 / 16 |" in table and "| fpn | rep0 | 0 / 16 |" in table, table
+    assert "| bisenetv2 | rep25 | 4 / 16 |" in table and "| ppliteseg_t | rep0 | 0 / 16 |" in table, table
     repo.commit("seg run")
 
     repo.set_params(seg_generate_labels={"min_island_size": 9})

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from synthmix.config.base import Section, unique_names
 from synthmix.config.generation import DDPMTrainingParams, unet_shape_problem
 from synthmix.mixes import SEGMENTATION_KINDS, MixSpec, check_names
-from synthmix.segmentation.models import SEG_MODELS
+from synthmix.segmentation.models import NATIVE, SEG_MODELS
 
 if TYPE_CHECKING:
     from synthmix.config.params import Params
@@ -146,9 +146,13 @@ class SegMixParams(Section):
 
 class SegTrainParams(Section):
     models: list[SegModelName] = Field(min_length=1)
+    # smp models only: the encoder and its weights (null: random init, offline; imagenet:
+    # smp's ImageNet encoder weights, download or cache)
     encoder: str
-    # null: random init (offline); imagenet: smp's ImageNet encoder weights (download or cache)
     encoder_weights: Optional[Literal["imagenet"]]
+    # bisenetv2 / ppliteseg_*: a local weights file (.safetensors or a torch state dict) for the
+    # network's backbone; null = random init
+    backbone_weights: Optional[str]
     seeds: list[int] = Field(min_length=1)
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -156,6 +160,17 @@ class SegTrainParams(Section):
     weight_decay: float = Field(ge=0)
     augment: bool
     num_threads: int = Field(ge=0)
+
+
+    @model_validator(mode="after")
+    def _backbone_weights(self) -> "SegTrainParams":
+        if self.backbone_weights is not None:
+            smp = [m for m in self.models if m not in NATIVE]
+            if smp:
+                raise ValueError(f"seg_train.backbone_weights is set, but {smp} are smp models, which take "
+                                 "seg_train.encoder_weights instead: drop them from seg_train.models or set "
+                                 "backbone_weights: null")  # fmt: skip
+        return self
 
 
 class SegEvaluateParams(Section):

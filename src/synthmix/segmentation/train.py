@@ -1,10 +1,13 @@
-"""seg_train / seg_evaluate: segmentation-models-pytorch models trained on a mix, scored on real test.
+"""seg_train / seg_evaluate: segmentation networks trained on a mix, scored on real test.
 
-Two light architectures stand in for the source's real-time pair (BiSeNetV2 / PP-LiteSeg):
-smp ``Linknet`` and ``FPN`` on a small encoder (``seg_train.encoder``, resnet18 by default),
-randomly initialised offline (``encoder_weights: null``) or from smp's ImageNet weights.
-Cross-entropy with the ignore index, AdamW, random horizontal flips, and the epoch with the
-best validation mIoU is kept. Inputs use the ImageNet mean / std that smp encoders expect.
+The source study's real-time pair in plain PyTorch, BiSeNet V2 and PP-LiteSeg
+(:mod:`synthmix.segmentation.networks`), randomly initialised offline or with a local backbone
+weights file (``seg_train.backbone_weights``); their auxiliary heads (BiSeNet V2's booster,
+PP-LiteSeg's 1/16 and 1/32 heads) add their cross-entropy with weight 1 in training, as both
+papers do, and are not used at inference. smp ``Linknet`` / ``FPN`` / ... on
+``seg_train.encoder`` remain available. Cross-entropy with the ignore index, AdamW, random
+horizontal flips, and the epoch with the best validation mIoU is kept. Inputs use the
+ImageNet mean / std that ImageNet-initialised backbones expect.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from synthmix.core.stage import Input, Output
 log = logging.getLogger(__name__)
 
 FORMAT = "synthmix-seg/2"  # /1 was a torch pickle, no longer read
+AUX_WEIGHT = 1.0  # each auxiliary head's loss weight (BiSeNet V2's booster, PP-LiteSeg's coef [1, 1, 1])
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -48,6 +52,16 @@ def predict(model: torch.nn.Module, images: torch.Tensor, device: torch.device, 
     for lo in range(0, len(images), batch_size):
         out.append(model(to_input(images[lo : lo + batch_size].to(device))).argmax(1).cpu())
     return torch.cat(out).to(torch.uint8)
+
+
+def seg_loss(out, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Cross-entropy of the main logits, plus ``AUX_WEIGHT`` x that of each auxiliary output
+    when ``out`` is a training-mode ``(logits, [aux, ...])`` pair."""
+    logits, aux = out if isinstance(out, tuple) else (out, [])
+    loss = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    for a in aux:
+        loss = loss + AUX_WEIGHT * F.cross_entropy(a, target, ignore_index=ignore_index)
+    return loss
 
 
 def score(model, images, masks, n_classes, ignore_index, device, batch_size) -> dict:
@@ -74,7 +88,8 @@ def train_segmenter(
     if len(x_tr) == 0:
         raise DataError("the training mix holds no pairs")
     seed_everything(derive_seed("seg-train", model_name, seed) % 2**31)
-    model = build_model(model_name, params.encoder, params.encoder_weights, n_classes).to(device)
+    model = build_model(model_name, params.encoder, params.encoder_weights, n_classes,
+                        params.backbone_weights).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     g = torch.Generator().manual_seed(derive_seed("seg-batches", seed) % 2**63)
@@ -94,8 +109,7 @@ def train_segmenter(
             if params.augment:
                 flip = torch.rand(len(idx), generator=g) < 0.5
                 x[flip], y[flip] = x[flip].flip(2), y[flip].flip(2)
-            logits = model(to_input(x.to(device)))
-            loss = F.cross_entropy(logits, y.to(device), ignore_index=ignore_index)
+            loss = seg_loss(model(to_input(x.to(device))), y.to(device), ignore_index)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,6 +129,7 @@ def train_segmenter(
     # the checkpoint holds what the inputs determine; the training time goes to the metrics only
     record = {
         "model": model_name, "encoder": params.encoder, "encoder_weights": params.encoder_weights,
+        "backbone_weights": params.backbone_weights,
         "seed": seed, "best_epoch": best_epoch, "val_miou": round(best, 6), "train_pairs": len(x_tr),
         **(extra or {}),
     }  # fmt: skip
