@@ -21,6 +21,7 @@ Writing. PNG encoding and writing run on ``params.write_threads`` background thr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -98,9 +99,13 @@ def small_relpath(job: "Job", size: int) -> str:
     return f"{IMAGES}_{size}px/{job.label}/{job.index:05d}.png"
 
 
-def scratch_key(params: GenerateParams, backend: Backend) -> str:
-    """12 hex digits naming the scratch folder: a hash of what determines image content."""
+def scratch_key(params: GenerateParams, backend: Backend, sources: Sequence[dict] | None = None) -> str:
+    """12 hex digits naming the scratch folder: a hash of what determines image content (for
+    image-to-image, also the variant settings and the source images)."""
     key = {"backend": backend.name, "seed": params.seed, **backend.content_key()}
+    if params.mode == "img2img":
+        key.update(img2img=params.img2img.model_dump(mode="json"),
+                   sources=[r["sha256"] for r in sources or []])
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
 
@@ -173,8 +178,11 @@ def generate_synthetic(
     wait_timeout_s: float | None = None,
     lora_dir: str | os.PathLike | None = None,
     ti_dir: str | os.PathLike | None = None,
+    sources: Sequence[dict] | None = None,
 ) -> dict:
-    """Generate ``params.per_class`` images per class into ``out_dir`` (images/ + manifest.jsonl).
+    """Generate ``params.per_class`` images per class into ``out_dir`` (images/ + manifest.jsonl);
+    with ``params.mode`` img2img, ``params.img2img.per_image`` variants of each real image in
+    ``sources`` (manifest records) instead (see :mod:`synthmix.generators.img2img`).
 
     ``classes``: the classes to generate (default: all the model knows); each must be one
     of the model's classes. ``rank``/``world_size``: this process makes jobs
@@ -201,10 +209,23 @@ def generate_synthetic(
             f"{backend.classes}: re-run the train_generator stage for these classes"
         )
 
-    key = scratch_key(params, backend)
+    if params.mode == "img2img":
+        from synthmix.generators.img2img import make_variant_jobs
+
+        if not sources:
+            raise DataError("generate.mode = img2img needs real source images (the real train split), got none")
+        sources = [r for r in sources if r["label"] in wanted]
+        p = params.img2img
+        jobs = make_variant_jobs(sources, wanted, p.per_image, params.seed, p.strengths, p.probs)
+        jobs = [dataclasses.replace(j, class_id=backend.classes.index(j.label)) for j in jobs]
+        check_prompts = getattr(backend, "check_prompts", None)
+        if p.forbid_class_names and check_prompts is not None:  # before any image is made
+            check_prompts(jobs)
+    else:
+        jobs = make_jobs(wanted, backend.classes, params.per_class, params.seed)
+    key = scratch_key(params, backend, sources)
     scratch = scratch_root / f"generate-{key}"
     scratch.mkdir(parents=True, exist_ok=True)
-    jobs = make_jobs(wanted, backend.classes, params.per_class, params.seed)
     mine = jobs[rank::world_size]
     size = tuple(getattr(backend, "size", None) or (backend.resolution, backend.resolution))
     small = getattr(backend, "save_size", None)
@@ -245,7 +266,7 @@ def generate_synthetic(
     seconds = time.perf_counter() - start
     stats = {
         "backend": backend.name,
-        "per_class": {c: params.per_class for c in wanted},
+        "per_class": {c: sum(j.label == c for j in jobs) for c in wanted},
         "total": len(jobs),
         "generated": len(todo),
         "reused": reused,
@@ -281,11 +302,28 @@ def generate_synthetic(
     write_manifest(scratch / MANIFEST, records)
 
     replace_dir(scratch, out_dir)
+    stats["removed_scratch"] = remove_superseded_scratch(scratch_root, "generate-", scratch)
     _rmdir_if_empty(scratch_root)
     log.info("wrote %d images and %s to %s", len(records), MANIFEST, out_dir)
     stats["finalised"] = True
     stats["out_dir"] = str(out_dir)
     return stats
+
+
+def remove_superseded_scratch(scratch_root: Path, prefix: str, current: Path) -> list[str]:
+    """Remove the scratch folders ``<scratch_root>/<prefix>*`` other than ``current``: partial sets
+    of runs whose params changed before they finished, which nothing would resume any more.
+    Called once the current set is final (rank 0 only); other stages' folders are left alone."""
+    import shutil
+
+    removed = []
+    for old in sorted(Path(scratch_root).glob(f"{prefix}*")):
+        if old.is_dir() and not old.is_symlink() and old != current:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old.name)
+    if removed:
+        log.info("removed %d superseded scratch folder(s) from %s: %s", len(removed), scratch_root, ", ".join(removed))
+    return removed
 
 
 def _rmdir_if_empty(path: Path) -> None:
@@ -303,8 +341,13 @@ def device_for_rank(requested: str, world_size: int) -> torch.device:
     return pick_device(requested)
 
 
+# Fields of generate_synthetic's statistics that describe the run, not the images.
+RUN_FIELDS = ("generated", "reused", "corrupt_regenerated", "seconds", "images_per_s", "rank", "world_size",
+              "scratch", "removed_scratch")
+
+
 def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Input, textual_inversion: Input,
-                   out: Output, metrics: Output) -> None:
+                   real: Input, out: Output, metrics: Output) -> None:
     """Stage generate: sample generate.per_class synthetic images per class with the trained generator.
 
     Resumable: an interrupted run leaves its finished images in data/.partial/generate-<hash>
@@ -313,9 +356,12 @@ def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Inpu
     ``wildcards`` is the folder generate.prompt.wildcards_dir names (a dep of the stage);
     ``lora`` / ``textual_inversion`` the train_lora / train_textual_inversion outputs (used by the
     SD backends with generate.sd.trained_lora / textual_inversion; deps of the stage either way, so
-    retraining re-runs generate).
+    retraining re-runs generate). ``real``: the real train split, the source images of
+    generate.mode img2img.
     """
     from synthmix.core.atomic import write_json
+    from synthmix.core.timings import split as split_timings
+    from synthmix.core.timings import write_timings
 
     if Path(params.generate.prompt.wildcards_dir) != Path(wildcards):
         raise ParamsError(f"generate.prompt.wildcards_dir = {params.generate.prompt.wildcards_dir} but the stage's "
@@ -324,7 +370,12 @@ def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Inpu
     stats = generate_synthetic(
         params.generate, model, out, device=device_for_rank(params.device, world_size),
         rank=rank, world_size=world_size, lora_dir=lora, ti_dir=textual_inversion,
+        sources=read_manifest(real) if params.generate.mode == "img2img" else None,
     )
     if rank == 0:
-        write_json(metrics, stats)
+        # how this run went (seconds, resume counts, ranks) differs between runs of the same
+        # inputs: it goes to the undeclared timings file, not into dvc.lock's hashes
+        declared, run = split_timings(stats, RUN_FIELDS)
+        write_json(metrics, declared)
+        write_timings(metrics, run)
         print(f"{out}: {stats['total']} images ({stats['generated']} generated, {stats['reused']} reused)")

@@ -232,7 +232,7 @@ def build_swap_mix(
                 raise DataError(
                     f"mix {name}: the synthetic set has no variant of any of the {len(chosen)} real images of "
                     f"class {cls!r} in the mix (source_sha256 matches none): generate image-to-image variants "
-                    "of the real train split"
+                    "of the real train split with generate.mode: img2img"
                 )
             if len(covered) < len(chosen):
                 log.warning("mix %s, class %s: %d of %d real images have no variant and are never swapped",

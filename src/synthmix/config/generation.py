@@ -46,6 +46,7 @@ def unet_shape_problem(section: str, p: DDPMTrainingParams) -> str | None:
 
 class TrainGeneratorParams(DDPMTrainingParams):
     label_dropout: float = Field(ge=0, lt=1)
+    checkpoint_every: int = Field(ge=0)  # steps between resumable checkpoints (models/.partial); 0 = none
 
 
 # FreeU factors of the prompt-strategy study, per model family (null in params.yaml = these)
@@ -125,8 +126,42 @@ class PromptParams(Section):
     wildcards_dir: str
 
 
+class Img2ImgParams(Section):
+    """Image-to-image variants of real images (generate.mode img2img; the few-shot branch).
+
+    DA-Fusion (Trabucco et al. 2024): ``per_image`` variants of each real image, each with a
+    strength drawn from ``strengths`` with ``probs``, seeded by (seed, real image, variant).
+    """
+
+    per_image: int = Field(ge=1)  # M variants per real image (DA-Fusion: 10)
+    strengths: list[float] = Field(min_length=1)  # t0 in [0, 1]: share of the schedule re-run
+    probs: Optional[list[float]]  # null = uniform over strengths
+    # data-centric leakage control: stop when a prompt names a class (sd/sdxl; the ddpm has none)
+    forbid_class_names: bool
+
+    @field_validator("strengths")
+    @classmethod
+    def _unit_interval(cls, v: list[float]) -> list[float]:
+        bad = [s for s in v if not 0.0 <= s <= 1.0]
+        if bad:
+            raise ValueError(f"strengths must lie in [0, 1] (0 = the real image, 1 = from pure noise): {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _probs_fit(self) -> "Img2ImgParams":
+        if self.probs is not None:
+            if len(self.probs) != len(self.strengths):
+                raise ValueError(f"probs has {len(self.probs)} entries but strengths {len(self.strengths)}: one each")
+            if any(p < 0 for p in self.probs) or abs(sum(self.probs) - 1.0) > 1e-6:
+                raise ValueError(f"probs must be non-negative and sum to 1, got {self.probs}")
+        return self
+
+
 class GenerateParams(Section):
     backend: BackendName
+    # txt2img: per_class images per class from noise; img2img: img2img.per_image variants of
+    # every real training image (data/real/train.jsonl), for lrrN / grrN mixes
+    mode: Literal["txt2img", "img2img"]
     per_class: int = Field(ge=1)
     steps: int = Field(ge=1)
     guidance_scale: float = Field(ge=0)
@@ -135,6 +170,7 @@ class GenerateParams(Section):
     write_threads: int = Field(ge=0)  # PNG encoding/writing threads beside sampling; 0 = inline
     sd: SDParams
     prompt: PromptParams
+    img2img: Img2ImgParams
 
     @model_validator(mode="after")
     def _sd_needs_a_model(self) -> "GenerateParams":

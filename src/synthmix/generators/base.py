@@ -30,15 +30,29 @@ IMAGES = "images"
 
 @dataclass(frozen=True)
 class Job:
-    """One synthetic image to make: image ``index`` of class ``label`` (label id ``class_id``)."""
+    """One synthetic image to make: image ``index`` of class ``label`` (label id ``class_id``).
+
+    Image-to-image jobs (``generate.mode: img2img``) also name their real source image (path and
+    sha256), the variant number and the strength drawn for it (see :mod:`synthmix.generators.img2img`).
+    """
 
     label: str
     class_id: int
     index: int
     seed: int
+    source_path: str | None = None
+    source_sha256: str | None = None
+    variant: int | None = None
+    strength: float | None = None
+
+    @property
+    def is_img2img(self) -> bool:
+        return self.source_sha256 is not None
 
     @property
     def relpath(self) -> str:
+        if self.is_img2img:  # named by the source, so a variant's file does not depend on the job list
+            return f"{IMAGES}/{self.label}/{self.source_sha256[:16]}-v{self.variant:02d}.png"
         return f"{IMAGES}/{self.label}/{self.index:05d}.png"
 
 

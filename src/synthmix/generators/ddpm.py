@@ -41,6 +41,7 @@ from synthmix.core.errors import MissingAssetError
 from synthmix.data.classes import MODES
 from synthmix.data.manifest import file_sha256
 from synthmix.generators.base import Job
+from synthmix.generators.img2img import group_by_strength, load_source, variant_fields
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,10 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
         autocast_dtype: torch.dtype | None = None,
         output_type: str = "np",
         rows_per_forward: int | None = None,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> np.ndarray | list[Image.Image]:
-        """Sample one image per (class id, seed).
+        """Sample one image per (class id, seed); with ``image``, edit it (SDEdit).
 
         Returns uint8 images, ``(B, H, W, C)`` for ``output_type="np"`` or a list of PIL
         images ("L" for one channel, "RGB" for three) for ``output_type="pil"``.
@@ -127,6 +130,13 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
         so a fixed forward shape is what makes an image independent of how many images are
         sampled together. Batch-mates' values never matter. Default:
         :func:`default_rows_per_forward`.
+
+        ``image`` (``(B, C, H, W)`` floats in [-1, 1], one per seed) and ``strength`` in [0, 1]:
+        image-to-image as in diffusers' img2img pipelines (SDEdit, Meng et al. 2022): the image
+        is noised with the scheduler to the timestep ``strength`` of the way up the schedule and
+        only the last ``int(num_inference_steps * strength)`` steps are run. Strength 0 returns
+        the image; strength 1 starts from pure noise and ignores it (diffusers' inpainting
+        convention), so it equals sampling without an image.
         """
         class_ids = [int(c) for c in class_ids]
         seeds = [int(s) for s in seeds]
@@ -145,7 +155,22 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
 
         scheduler = sampling_scheduler(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=device)
-        x = initial_noise(seeds, shape).to(device) * scheduler.init_noise_sigma
+        noise = initial_noise(seeds, shape).to(device)
+        timesteps = scheduler.timesteps
+        if image is None or strength >= 1.0:
+            x = noise * scheduler.init_noise_sigma
+        else:
+            if not 0.0 <= strength <= 1.0:
+                raise ValueError(f"strength {strength} outside [0, 1]")
+            if tuple(image.shape) != (len(seeds), *shape):
+                raise ValueError(f"image batch of shape {tuple(image.shape)}, expected {(len(seeds), *shape)}")
+            # diffusers' img2img get_timesteps: the last int(steps * strength) steps
+            t_start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+            timesteps = scheduler.timesteps[t_start * scheduler.order :]
+            scheduler.set_begin_index(t_start * scheduler.order)
+            x = image.to(device=device, dtype=noise.dtype)
+            if len(timesteps):
+                x = scheduler.add_noise(x, noise, timesteps[:1].repeat(len(seeds)))
         n = len(class_ids)
         cond = torch.tensor(class_ids, device=device)
         use_uncond = guidance_scale != 1.0
@@ -155,7 +180,7 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
             labels = cond
         use_amp = autocast_dtype is not None and device.type != "cpu"
         rows = rows_per_forward or default_rows_per_forward(device)
-        for t in scheduler.timesteps:
+        for t in timesteps:
             inp = torch.cat([x, x]) if use_uncond else x
             inp = scheduler.scale_model_input(inp, t)
             eps = self._predict_noise(inp, t, labels, rows, autocast_dtype if use_amp else None)
@@ -319,15 +344,31 @@ class DDPMBackend:
             "guidance_scale": float(self.params.guidance_scale),
             "scheduler": self.sampler,
             "resolution": self.resolution,
+            **({"img2img": "sdedit", **variant_fields(job)} if job.is_img2img else {}),
         }
 
     def generate(self, jobs: Sequence[Job]) -> list[Image.Image]:
-        return self.pipe(
-            class_ids=[j.class_id for j in jobs],
-            seeds=[j.seed for j in jobs],
-            num_inference_steps=self.params.steps,
-            guidance_scale=self.params.guidance_scale,
-            autocast_dtype=self.amp_dtype,
-            output_type="pil",
-            rows_per_forward=self.rows_per_forward,
-        )
+        """One image per job; image-to-image jobs (SDEdit) one pipeline call per strength."""
+        out: list[Image.Image | None] = [None] * len(jobs)
+        for strength, idx in group_by_strength(jobs).items():
+            part = [jobs[i] for i in idx]
+            image = None
+            if strength is not None:
+                size = (self.resolution, self.resolution)
+                arrays = [np.asarray(load_source(j, size, self.mode), dtype=np.float32) for j in part]
+                image = torch.from_numpy(np.stack(arrays)).reshape(len(part), size[1], size[0], -1)
+                image = image.permute(0, 3, 1, 2) / 127.5 - 1.0
+            images = self.pipe(
+                class_ids=[j.class_id for j in part],
+                seeds=[j.seed for j in part],
+                num_inference_steps=self.params.steps,
+                guidance_scale=self.params.guidance_scale,
+                autocast_dtype=self.amp_dtype,
+                output_type="pil",
+                rows_per_forward=self.rows_per_forward,
+                image=image,
+                strength=1.0 if strength is None else strength,
+            )
+            for i, im in zip(idx, images):
+                out[i] = im
+        return out  # type: ignore[return-value]

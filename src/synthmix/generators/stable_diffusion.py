@@ -55,6 +55,7 @@ from synthmix.config.generation import GenerateParams
 from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256
 from synthmix.generators.prompts import PromptBuilder
+from synthmix.generators.img2img import check_no_class_names, load_source, variant_fields
 from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
 from synthmix.personalize.adapters import (
     TrainedEmbedding,
@@ -372,7 +373,27 @@ class StableDiffusionBackend:
     def record_fields(self, job) -> dict:
         p = self.prompts.draw(job.label, job.seed)
         return {"seed": job.seed, "index": job.index, "prompt": p.prompt, "negative_prompt": p.negative,
-                **self.sampling_record(job.label)}
+                **self.sampling_record(job.label),
+                **({"img2img": self.family + "_img2img", **variant_fields(job)} if job.is_img2img else {})}
+
+    def check_prompts(self, jobs: Sequence) -> None:
+        """Leakage control of image-to-image runs: no prompt may contain a class name (the
+        classes' labels and their ``generate.prompt.class_names`` texts); learnt tokens are fine."""
+        names = list(self.classes) + list(self.params.prompt.class_names.values())
+        check_no_class_names(((j.label, self.prompts.draw(j.label, j.seed).prompt) for j in jobs), names)
+
+    def img2img_pipeline(self):
+        """diffusers' img2img pipeline over the loaded pipeline's modules (no second copy of the
+        weights; LoRA adapters, learnt tokens and FreeU come along), built on first use."""
+        if getattr(self, "_img2img", None) is None:
+            if self.refiner is not None:
+                raise ParamsError("generate.mode img2img with an sdxl refiner is not supported: set "
+                                  "generate.sd.refiner: null")
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
 
     # ---------------------------------------------------------------- sampling
     def expand_tokens(self, text: str) -> str:
@@ -410,9 +431,9 @@ class StableDiffusionBackend:
         out: list[Image.Image | None] = [None] * len(jobs)
         fb = self.sd.forward_batch
         by_lora: dict[tuple[int, ...], list[int]] = {}  # per-class LoRAs: the same adapters per call
-        for i, j in enumerate(jobs):
-            by_lora.setdefault(self.active_loras(j.label), []).append(i)
-        for active, members in by_lora.items():
+        for i, j in enumerate(jobs):  # and one img2img strength per call
+            by_lora.setdefault((self.active_loras(j.label), j.strength), []).append(i)
+        for (active, _strength), members in by_lora.items():
             self._use_loras(active)  # before encoding: a LoRA may patch the text encoder too
             conds = {i: self.conditioning(draws[i].prompt_compel, draws[i].negative_compel) for i in members}
             by_length: dict[int, list[int]] = {}  # the same token length per call
@@ -438,6 +459,14 @@ class StableDiffusionBackend:
             width=self.width, height=self.height, generator=gens,
             prompt_embeds=cat(0), negative_prompt_embeds=cat(1),
         )
+        if jobs[0].is_img2img:  # the real images, at the output size; strength is one per call
+            common.pop("width"), common.pop("height")
+            common.update(image=[load_source(j, (self.width, self.height), "RGB") for j in jobs],
+                          strength=jobs[0].strength)
+            if self.family == "sdxl":
+                common.update(pooled_prompt_embeds=cat(2), negative_pooled_prompt_embeds=cat(3))
+            with torch.inference_mode():
+                return self.img2img_pipeline()(**common, output_type="pil").images
         with torch.inference_mode():
             if self.family == "sd":
                 return self.pipe(**common, output_type="pil").images
@@ -481,9 +510,11 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
     # the prompt is given whole below (no template draw); batch and writer settings do not change pixels
     prompt = {"template": record["prompt"], "class_templates": {}, "class_names": {}, "suffix": "",
               "negative": record["negative_prompt"], "wildcards_dir": "prompts/wildcards"}
-    params = GenerateParams(backend=record["generator"], per_class=1, steps=record["steps"],
-                            guidance_scale=record["guidance_scale"], batch_size=1, seed=int(record["seed"]),
-                            write_threads=0, sd=sd, prompt=prompt)
+    variant = "source_sha256" in record  # an img2img variant: its source image and strength
+    img2img = {"per_image": 1, "strengths": [record.get("strength", 1.0)], "probs": None, "forbid_class_names": False}
+    params = GenerateParams(backend=record["generator"], mode="img2img" if variant else "txt2img", per_class=1,
+                            steps=record["steps"], guidance_scale=record["guidance_scale"], batch_size=1,
+                            seed=int(record["seed"]), write_threads=0, sd=sd, prompt=prompt, img2img=img2img)
     ti = record.get("textual_inversion")
     embeddings = {record["label"]: TrainedEmbedding(record["label"], ti["token"], int(ti["num_vectors"]),
                                                     Path(ti["path"]), ti["sha256"])} if ti else None
@@ -491,7 +522,8 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
                                      embeddings=embeddings)
     draw = ImagePrompt(record["prompt"], record["negative_prompt"],
                        to_compel(record["prompt"]), to_compel(record["negative_prompt"]))
-    job = Job(record["label"], 0, int(record.get("index", 0)), int(record["seed"]))
+    job = Job(record["label"], 0, int(record.get("index", 0)), int(record["seed"]),
+              **({k: record[k] for k in ("source_path", "source_sha256", "variant", "strength")} if variant else {}))
     return backend.generate([job], [draw])[0]
 
 
