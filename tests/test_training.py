@@ -129,8 +129,12 @@ def test_train_stage_logs_epochs_with_dvclive(sets, tmp_path, monkeypatch):
 
     run = tmp_path / "metrics/train/pct0-seed0"
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == [
-        "metrics.json", *(f"plots/metrics/{k}.tsv" for k in ("seconds", "train_accuracy", "train_loss", "val_accuracy"))]
+        "metrics.json", *(f"plots/metrics/{k}.tsv" for k in ("train_accuracy", "train_loss", "val_accuracy"))]
     summary = json.loads((run / "metrics.json").read_text())
+    # wall-clock values live in the undeclared timings file, never in the DVC-hashed folder
+    assert not {"seconds", "train_seconds", "train_images_per_second", "device"} & set(summary)
+    timings = json.loads((tmp_path / "metrics/timings/train/pct0-seed0.json").read_text())
+    assert timings["train_seconds"] > 0 and len(timings["epoch_seconds"]) == 2 and timings["device"] == "cpu"
     assert summary["mix"] == "pct0" and summary["seed"] == 0 and summary["step"] == 2 and summary["n_train"] == 48
     curve = read_metric(run, "val_accuracy")
     assert [s for s, _ in curve] == [1, 2] and summary["val_accuracy"] == curve[-1][1]

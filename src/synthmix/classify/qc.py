@@ -203,7 +203,8 @@ def run_qc(
         checkpoint = Path(work_dir) / "classifier"
         train_stats = train_classifier(classifier_params(params), params.seed, real_train, real_val, classes, checkpoint,
                                        device=str(device))
-        stats["classifier"] = {k: train_stats[k] for k in ("best_epoch", "best_val_accuracy", "n_train", "train_seconds")}
+        stats["classifier"] = {k: train_stats[k] for k in ("best_epoch", "best_val_accuracy", "n_train")}
+        stats["timings"] = {"classifier_train_seconds": train_stats["train_seconds"], "device": train_stats["device"]}
         probs, feats, _ = probabilities_and_features(checkpoint, synthetic, device)
         agree = float((probs.argmax(1) == labels).mean())
         stats["classifier"]["agreement_with_labels"] = round(agree, 6)
@@ -344,6 +345,7 @@ def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, test:
     import os
 
     from synthmix.core.atomic import write_json, write_text
+    from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_classes
     from synthmix.data.manifest import read_manifest, write_manifest
     from synthmix.reporting.contact import write_contact_sheet
@@ -378,5 +380,8 @@ def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, test:
     if "near_test" in stats:
         counts["n_near_test"] = stats["near_test"]["n_near_test"]
     write_json(metrics, counts)
+    timings = stats.pop("timings", None)
+    if timings:  # differs between runs of the same inputs: kept out of dvc.lock's hashes
+        write_timings(metrics, timings)
     write_json(report_dir / "details.json", stats)
     print(f"qc: {stats['n_kept']} of {stats['n_in']} synthetic images kept ({stats['n_dropped']} dropped)")

@@ -384,14 +384,21 @@ def load_classifier(checkpoint: Path, device: torch.device, stage: str = "train"
     return model.to(device).to(memory_format=torch.channels_last), meta
 
 
+# train_classifier's fields that describe the run (time, speed, device), not the classifier
+RUN_FIELDS = ("train_seconds", "train_images_per_second", "feature_seconds", "device")
+
+
 def train_stage(params: Params, mix: str, seed: int, *, mix_manifest: Input, val: Input, classes: Input,
                 checkpoint: Output, metrics: Output, plots: Output) -> None:
     """Stage train: train a classifier on one mix with one seed; keep the best epoch by val accuracy.
 
     ``metrics`` and ``plots`` are a DVCLive folder's ``metrics.json`` (the run's summary: mix, seed,
-    best epoch, sizes, timing, and the last epoch's values) and ``plots/metrics`` (one TSV per
-    per-epoch value: train_loss, train_accuracy, val_accuracy, seconds; step = epoch)."""
+    best epoch, sizes, and the last epoch's values) and ``plots/metrics`` (one TSV per
+    per-epoch value: train_loss, train_accuracy, val_accuracy; step = epoch). Seconds, images/s and
+    the device differ between runs of the same inputs, so they go to the timings file
+    (core.timings: metrics/timings/train/<run>.json), which no stage declares."""
     from synthmix.core.live import live_metrics, log_epoch
+    from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_classes
     from synthmix.data.manifest import read_manifest
 
@@ -405,8 +412,11 @@ def train_stage(params: Params, mix: str, seed: int, *, mix_manifest: Input, val
             classes=read_classes(classes),
             checkpoint=checkpoint,
             device=params.device,
-            on_epoch=lambda row: log_epoch(live, row),
+            on_epoch=lambda row: log_epoch(live, {k: v for k, v in row.items() if k != "seconds"}),
             mix=mix,
         )
-        result.pop("history")
+        history = result.pop("history")
+        run = {k: result.pop(k) for k in RUN_FIELDS if k in result}
+        run["epoch_seconds"] = [round(r["seconds"], 2) for r in history]
+        write_timings(metrics, run)
         live.summary.update(result)

@@ -58,6 +58,7 @@ from synthmix.personalize.training import (
     scratch_dir,
     tokenize,
     training_resolution,
+    write_stage_metrics,
     write_summary,
 )
 
@@ -325,5 +326,5 @@ def train_lora_stage(params: Params, *, train: Input, classes: Input, out: Outpu
         print(f"train_lora: nothing to train ({reason})")
         return
     stats = train_loras(params, read_manifest(train), read_classes(classes), out, manifest=train)
-    write_json(metrics, stats)
+    write_stage_metrics(metrics, stats)
     print(f"train_lora: {stats['trained']} LoRA(s) in {out}, {stats['steps_run']} steps, {stats['seconds']:.0f} s")

@@ -66,6 +66,7 @@ from synthmix.personalize.training import (
     stream_batch,
     tokenize,
     training_resolution,
+    write_stage_metrics,
     write_summary,
 )
 
@@ -315,6 +316,6 @@ def train_textual_inversion_stage(params: Params, *, train: Input, classes: Inpu
         print(f"train_textual_inversion: nothing to train ({reason})")
         return
     stats = train_textual_inversions(params, read_manifest(train), read_classes(classes), out)
-    write_json(metrics, stats)
+    write_stage_metrics(metrics, stats)
     print(f"train_textual_inversion: {stats['trained']} token(s) in {out}, {stats['steps_run']} steps, "
           f"{stats['seconds']:.0f} s")

@@ -26,11 +26,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from synthmix.core.atomic import write_json
-from synthmix.core.checkpoint import META, load_checkpoint, prefixed, save_checkpoint
+# the checkpoints and scratch folders of resumable stages (the DDPM trainer uses them too)
+from synthmix.core.resume import Checkpoints, finish_scratch, run_key, scratch_dir  # noqa: F401
 from synthmix.core.device import autocast_dtype
 from synthmix.core.errors import DataError, ParamsError
 from synthmix.core.seeding import derive_seed
@@ -243,87 +242,6 @@ def make_lr_scheduler(name: str, optimizer, warmup: int, total: int):
     return get_scheduler(name, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def _json_safe(obj):
-    """Tuples as lists; raises on what JSON cannot hold (never pickled)."""
-    return json.loads(json.dumps(obj))
-
-
-class Checkpoints:
-    """Resumable checkpoints of one run in ``root/step-XXXXXXXX/``: one checkpoint folder of
-    :mod:`synthmix.core.checkpoint` (tensors.safetensors + meta.json, written atomically) holding
-    the trainable tensors (``weights/``), the optimizer state (``optimizer/``) and the RNG
-    states (``rng/``); step, lr scheduler, grad scaler and the loss record in the JSON."""
-
-    FORMAT = "synthmix-adapter-checkpoint/1"
-
-    def __init__(self, root: Path, every: int, stage: str = "train_lora"):
-        self.root, self.every, self.stage = Path(root), every, stage
-
-    def due(self, step: int, total: int) -> bool:
-        return self.every > 0 and step % self.every == 0 and step < total
-
-    def latest(self) -> Path | None:
-        done = sorted(p for p in self.root.glob("step-*") if p.is_dir() and (p / META).is_file())
-        return done[-1] if done else None
-
-    def save(self, step: int, tensors: dict[str, torch.Tensor], optimizer, lr_scheduler, g: torch.Generator,
-             extra: dict, scaler=None) -> None:
-        opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
-        rng = {"generator": g.get_state(), "torch_cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        target = self.root / f"step-{step:08d}"
-        save_checkpoint(target, {**prefixed("weights/", tensors), **prefixed("optimizer/", opt_tensors),
-                                 **prefixed("rng/", rng)}, {
-            "format": self.FORMAT, "step": step, "optimizer": opt_meta,
-            "lr_scheduler": _json_safe(lr_scheduler.state_dict()),
-            "grad_scaler": _json_safe(scaler.state_dict()) if scaler is not None and scaler.is_enabled() else None,
-            **_json_safe(extra),
-        })
-        for old in self.root.glob("step-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def load(self, path: Path, optimizer, lr_scheduler, g: torch.Generator, scaler=None) -> tuple[int, dict, dict]:
-        tensors, state = load_checkpoint(path, self.FORMAT, self.stage)
-        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
-        optimizer.load_state_dict(_join_optimizer_state(part("optimizer/"), state["optimizer"]))
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
-        rng = part("rng/")
-        g.set_state(rng["generator"])
-        torch.set_rng_state(rng["torch_cpu"])
-        if torch.cuda.is_available():
-            states = [rng[f"cuda_{i}"] for i in range(torch.cuda.device_count()) if f"cuda_{i}" in rng]
-            if states:
-                torch.cuda.set_rng_state_all(states)
-        return int(state["step"]), part("weights/"), state
-
-
-def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, state = {}, {}
-    for pid, entry in sd["state"].items():
-        out = {}
-        for k, v in entry.items():
-            if torch.is_tensor(v):
-                name = f"{pid}/{k}"
-                tensors[name] = v.detach().cpu().contiguous().clone()
-                out[k] = {"tensor": name}
-            else:
-                out[k] = {"value": _json_safe(v)}
-        state[str(pid)] = out
-    return tensors, {"state": state, "param_groups": _json_safe(sd["param_groups"])}
-
-
-def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state = {}
-    for pid, entry in meta["state"].items():
-        state[int(pid)] = {k: tensors[v["tensor"]] if "tensor" in v else v["value"] for k, v in entry.items()}
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 # ------------------------------------------------------------------------------------------ the loop
 @dataclass
 class Run:
@@ -394,24 +312,21 @@ def loss_summary(losses: Sequence[float], points: int = 10) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ scratch
-def run_key(parts: dict) -> str:
-    """12 hex digits over everything that determines a stage's result (the scratch folder name)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+RUN_FIELDS = ("steps_run", "seconds", "seconds_per_step", "device")  # how this run went
+RUN_FIELDS_PER_RUN = ("resumed_at", "reused")
 
 
-def scratch_dir(out: Path, stage: str, key: str, scratch_root: Path | None = None) -> Path:
-    """``<out's parent>/.partial/<stage>-<key>`` (models/.partial/train_lora-...), kept across runs
-    until the stage finishes: DVC removes a stage's outputs before re-running it."""
-    root = Path(scratch_root) if scratch_root is not None else Path(out).parent / ".partial"
-    return root / f"{stage}-{key}"
+def write_stage_metrics(metrics: Path, stats: dict) -> None:
+    """The stage's metrics file without what differs between runs of the same inputs (seconds,
+    device, where a resumed run started), which goes to the timings file (core.timings)."""
+    from synthmix.core.timings import split, write_timings
 
-
-def finish_scratch(scratch: Path) -> None:
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
-        scratch.parent.rmdir()
-    except OSError:
-        pass
+    declared, run = split(stats, RUN_FIELDS)
+    runs = stats.get("runs") or {}
+    declared["runs"] = {k: split(v, RUN_FIELDS_PER_RUN)[0] for k, v in runs.items()}
+    run["runs"] = {k: split(v, RUN_FIELDS_PER_RUN)[1] for k, v in runs.items()}
+    write_json(metrics, declared)
+    write_timings(metrics, run)
 
 
 def write_summary(path: Path, obj: dict) -> None:

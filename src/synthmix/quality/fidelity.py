@@ -290,7 +290,6 @@ def fidelity_stage(params: Params, *, real_features: Input, classes: Input, synt
         "prc_neighborhood": p.prc_neighborhood,
         "max_per_class": p.max_per_class,
         "n_real": len(real["labels"]),
-        "feature_seconds_synthetic": round(seconds, 2),
         "sets": {},
     }
     for name, recs in sets.items():
@@ -300,6 +299,8 @@ def fidelity_stage(params: Params, *, real_features: Input, classes: Input, synt
         report["sets"][name] = set_report(gen, real, class_names, p)
     write_json(out, exp_metrics(report))
     write_json(details, report)
+    # seconds differ between runs of the same inputs: kept out of dvc.lock's hashes
+    write_timings(out, {"feature_seconds_synthetic": round(seconds, 2), "images": len(union)})
     text = markdown(report)
     write_text(table, text)
     print(text, end="")

@@ -314,6 +314,7 @@ def seg_train_spade_stage(params: Params, *, train: Input, classes: Input, out: 
     """Stage seg_train_spade: the SPADE label-to-image GAN on the real train pairs."""
     from synthmix.core.atomic import write_json
     from synthmix.core.device import pick_device
+    from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_class_info
     from synthmix.segmentation.data import load_pairs_arrays, read_pairs
 
@@ -321,8 +322,10 @@ def seg_train_spade_stage(params: Params, *, train: Input, classes: Input, out: 
     info = read_class_info(classes)
     images, masks = load_pairs_arrays(read_pairs(train), info["image_size"])
     result = train_spade(p, images, masks, len(info["classes"]), out, pick_device(params.device))
-    keys = ("final_losses", "train_seconds", "steps_per_s", "n_parameters_g", "n_parameters_d", "device")
+    keys = ("final_losses", "n_parameters_g", "n_parameters_d")
     write_json(metrics, {"steps": p.steps, **{k: result[k] for k in keys}})
+    # seconds and device differ between runs of the same inputs: kept out of dvc.lock's hashes
+    write_timings(metrics, {k: result[k] for k in ("train_seconds", "steps_per_s", "device")})
     write_json(history, result["history"])
 
 

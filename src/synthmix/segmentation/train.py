@@ -164,6 +164,7 @@ def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_mani
     and val_miou per epoch; step = epoch)."""
     from synthmix.core.device import pick_device, set_threads
     from synthmix.core.live import live_metrics, log_epoch
+    from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_class_info
     from synthmix.segmentation.data import load_pairs_arrays, read_pairs
 
@@ -182,6 +183,8 @@ def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_mani
         result.pop("history")
         # the checkpoint's val_miou (best epoch) is best_val_miou here: val_miou is the last epoch's
         result["best_val_miou"] = result.pop("val_miou")
+        # seconds differ between runs of the same inputs: kept out of dvc.lock's hashes
+        write_timings(metrics, {"train_seconds": result.pop("train_seconds")})
         live.summary.update(result)
 
 
