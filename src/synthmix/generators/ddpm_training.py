@@ -8,14 +8,21 @@ linear warm-up (``diffusers.optimization.get_scheduler("constant_with_warmup")``
 exponential moving average of the weights (``diffusers.training_utils.EMAModel``) is what
 gets saved. The train_generator stage (:func:`train_generator_stage`) loads the real split and
 calls :func:`train_ddpm`; the segmentation branch trains its label DDPM through the same function.
+
+Resume: with ``checkpoint_every`` > 0 the whole training state (weights, EMA, AdamW, lr scheduler,
+grad scaler, the RNG states and the rest of the current shuffled pass) is checkpointed every that
+many steps into ``models/.partial/train_generator-<key>/`` (:mod:`synthmix.core.resume`; ``key``
+hashes the params, the training tensors and the device), and a re-run resumes from the newest
+checkpoint: on the CPU the saved weights are byte-identical to an uninterrupted run's. The folder
+is removed once the generator is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
-import platform
 import shutil
 import time
 from collections.abc import Sequence
@@ -35,7 +42,9 @@ from synthmix.core.atomic import replace_dir, write_json
 from synthmix.core.device import autocast_dtype as pick_autocast_dtype
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.resume import Checkpoints, finish_scratch, run_key, scratch_dir
 from synthmix.core.seeding import seed_everything
+from synthmix.core.timings import environment, write_timings
 from synthmix.core.stage import Input, Output
 from synthmix.data.classes import MODES, read_class_info
 from synthmix.data.images import load_rgb
@@ -101,8 +110,13 @@ def load_training_images(
     return x, torch.tensor(labels, dtype=torch.long)
 
 
+CHECKPOINT_FORMAT = "synthmix-ddpm-checkpoint/1"
+STAGE = "train_generator"
+
+
 class _Batches:
-    """Shuffled passes over range(n) (every image once per epoch), cut into batches."""
+    """Shuffled passes over range(n) (every image once per epoch), cut into batches; ``order``
+    (the rest of the current pass) is part of a checkpoint."""
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator):
         self.n, self.batch_size, self.g = n, batch_size, generator
@@ -124,14 +138,18 @@ def train_ddpm(
     out_dir: str | os.PathLike,
     device: torch.device | str | None = None,
     show_progress: bool = True,
+    scratch_root: str | os.PathLike | None = None,
 ) -> dict:
     """Train the class-conditional DDPM on ``images`` (uint8 ``(N, C, R, R)``) with int64
     ``labels`` (ids into ``classes``) and write the generator folder ``out_dir``.
 
     ``out_dir`` is written atomically (a temporary folder next to it, renamed at the end).
+    With ``params.checkpoint_every`` > 0 training checkpoints into
+    ``<scratch_root>/train_generator-<key>`` (default scratch root: ``.partial`` beside
+    ``out_dir``) and resumes from there (module docstring).
     Returns the training record stored in ``out_dir/generator.json`` (only what the inputs
-    determine) plus ``train_seconds``, ``images_per_s``, ``device`` and ``environment`` (autocast
-    dtype, torch / diffusers / python versions), which belong in the stage's metrics.
+    determine) plus ``train_seconds``, ``images_per_s``, ``resumed_at``, ``device`` and
+    ``environment`` (autocast dtype, library versions): the stage's timings file holds those.
     """
     from tqdm.auto import tqdm
 
@@ -181,13 +199,28 @@ def train_ddpm(
 
     g = torch.Generator().manual_seed(params.seed)  # all training randomness: CPU, device-independent
     batches = _Batches(len(images), params.batch_size, g)
-    images = images.to(device)
-    labels_dev = labels.to(device)
     losses = torch.zeros(params.steps, device=device)
     model_params = [p for p in unet.parameters()]
+    every = getattr(params, "checkpoint_every", 0)
+    checkpoints = scratch = None
+    first = 0
+    if every > 0:
+        key = run_key({"params": params.model_dump(exclude={"checkpoint_every"}), "classes": classes, "mode": mode,
+                       "images": _tensor_sha256(images), "labels": _tensor_sha256(labels),
+                       "device": device.type, "amp": str(amp_dtype), "torch": torch.__version__})
+        scratch = scratch_dir(out_dir, STAGE, key, Path(scratch_root) if scratch_root is not None else None)
+        checkpoints = Checkpoints(scratch / "checkpoints", every, STAGE, fmt=CHECKPOINT_FORMAT)
+        last = checkpoints.latest()
+        if last is not None:
+            first, tensors, state = checkpoints.load(last, optimizer, lr_schedule, g, scaler)
+            _load_training_state(tensors, state, unet, ema, batches, losses, first, last)
+            log.info("resuming DDPM training at step %d of %d from %s", first, params.steps, last)
+    images = images.to(device)
+    labels_dev = labels.to(device)
 
     start = time.perf_counter()
-    bar = tqdm(range(params.steps), desc="train DDPM", unit="step", disable=not show_progress)
+    bar = tqdm(range(first, params.steps), desc="train DDPM", unit="step", disable=not show_progress,
+               initial=first, total=params.steps)
     for step in bar:
         idx = batches.next()
         b = len(idx)
@@ -210,6 +243,9 @@ def train_ddpm(
         lr_schedule.step()
         ema.step(model_params)
         losses[step] = loss.detach()
+        if checkpoints is not None and checkpoints.due(step + 1, params.steps):
+            checkpoints.save(step + 1, _training_state(unet, ema, batches, losses, step + 1), optimizer,
+                             lr_schedule, g, {"ema": _ema_meta(ema)}, scaler)
         if step % 25 == 24 or step == params.steps - 1:
             lo = max(0, step - 99)
             bar.set_postfix(loss=f"{losses[lo : step + 1].mean().item():.4f}")
@@ -231,8 +267,8 @@ def train_ddpm(
         for lo, hi in itertools.pairwise(edges)
         if hi > lo
     ]
-    images_per_s = params.steps * params.batch_size / train_seconds
-    log.info("trained %d steps in %.1f s (%.1f images/s), final loss %.4f", params.steps, train_seconds, images_per_s, final_loss)
+    images_per_s = (params.steps - first) * params.batch_size / train_seconds if train_seconds > 0 else None
+    log.info("trained %d steps in %.1f s, final loss %.4f", params.steps - first, train_seconds, final_loss)
 
     # The trained weights are not needed any more: load the EMA weights into the UNet (no
     # ema.store/restore) and write them atomically: temp folder next to out_dir, renamed at the end.
@@ -258,7 +294,7 @@ def train_ddpm(
             "n_parameters": n_params,
             "train_images": len(images),
             "train_images_per_class": count_by_label({"label": classes[i]} for i in labels.tolist()),
-            "params": params.model_dump(),
+            "params": params.model_dump(exclude={"checkpoint_every"}),
             "lr_warmup_steps": warmup,
             "grad_clip_norm": 1.0,
             "weights": "EMA",
@@ -273,24 +309,49 @@ def train_ddpm(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("wrote generator to %s", out_dir)
+    if scratch is not None:
+        finish_scratch(scratch)
     return {
         **info,
         "train_seconds": round(train_seconds, 2),
-        "images_per_s": round(images_per_s, 2),
+        "images_per_s": round(images_per_s, 2) if images_per_s is not None else None,
+        "resumed_at": first,
         "device": str(device),
         "environment": {
             "autocast_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
-            "torch": torch.__version__,
-            "diffusers": _diffusers_version(),
-            "python": platform.python_version(),
+            **environment(),
         },
     }
 
 
-def _diffusers_version() -> str:
-    import diffusers
+def _tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
-    return diffusers.__version__
+
+def _training_state(unet, ema: EMAModel, batches: _Batches, losses: torch.Tensor, done: int) -> dict:
+    """The tensors of a checkpoint besides optimizer and RNG states (core.resume.Checkpoints adds those)."""
+    state = {f"unet/{k}": v for k, v in unet.state_dict().items()}
+    state.update({f"ema/{i}": p for i, p in enumerate(ema.shadow_params)})
+    state["batches/order"] = batches.order
+    state["losses"] = losses[:done]
+    return state
+
+
+def _ema_meta(ema: EMAModel) -> dict:
+    """EMAModel.state_dict() without its tensors (JSON)."""
+    return {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+
+
+def _load_training_state(tensors: dict, meta: dict, unet, ema: EMAModel, batches: _Batches, losses: torch.Tensor,
+                         done: int, folder: Path) -> None:
+    from synthmix.core.checkpoint import load_state
+
+    load_state(unet, tensors, folder, STAGE, prefix="unet/")
+    device = next(unet.parameters()).device
+    n = len(ema.shadow_params)
+    ema.load_state_dict({**meta["ema"], "shadow_params": [tensors[f"ema/{i}"].to(device) for i in range(n)]})
+    batches.order = tensors["batches/order"].clone()
+    losses[:done] = tensors["losses"].to(losses.device)
 
 
 def train_generator_stage(params: Params, *, train: Input, classes: Input, out: Output, metrics: Output) -> None:
@@ -310,9 +371,15 @@ def train_generator_stage(params: Params, *, train: Input, classes: Input, out: 
         raise DataError(f"{train} lists no images")
     images, labels = load_training_images(records, info["classes"], info.get("mode", "RGB"), p.resolution)
     result = train_ddpm(p, images, labels, info["classes"], info.get("mode", "RGB"), out, device=pick_device(params.device))
-    keys = ("final_loss", "train_seconds", "images_per_s", "n_parameters", "train_images", "device", "environment")
-    write_json(metrics, {"steps": p.steps, **{k: result[k] for k in keys}})
-    print(f"generator: {out}, final loss {result['final_loss']:.4f}, {result['train_seconds']:.0f} s")
+    write_json(metrics, {"steps": p.steps, **{k: result[k] for k in ("final_loss", "n_parameters", "train_images")}})
+    # seconds, device and versions differ between runs of the same inputs: not in dvc.lock's hashes
+    write_timings(metrics, {k: result[k] for k in RUN_FIELDS})
+    print(f"generator: {out}, final loss {result['final_loss']:.4f}, {result['train_seconds']:.0f} s"
+          + (f" (resumed at step {result['resumed_at']})" if result["resumed_at"] else ""))
+
+
+# train_ddpm's fields that describe the run, not the model
+RUN_FIELDS = ("train_seconds", "images_per_s", "resumed_at", "device", "environment")
 
 
 def record_pretrained_generator(classes: Sequence[str], out_dir: str | os.PathLike, backend: str) -> dict:

@@ -38,6 +38,7 @@ from synthmix.segmentation.postprocess import encode_labels
 from synthmix.config import Params
 from synthmix.data.manifest import file_sha256, write_manifest
 from synthmix.core.stage import Input, Output
+from synthmix.core.timings import write_timings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def train_label_ddpm(
     out_dir: str | os.PathLike, device: torch.device | None = None,
 ) -> dict:  # fmt: skip
     """Train the label DDPM on the masks of ``records`` and write the model folder ``out_dir``."""
-    ddpm_params = TrainGeneratorParams(**params.model_dump(), label_dropout=0.0)
+    ddpm_params = TrainGeneratorParams(**params.model_dump(), label_dropout=0.0, checkpoint_every=0)
     with building_dir(out_dir) as tmp_model:
         maps = encoded_label_maps(records, len(classes), ignore_index, params.resolution)
         labels = torch.zeros(len(maps), dtype=torch.long)  # one class: the unconditional model's label
@@ -116,8 +117,10 @@ def seg_train_labels_stage(params: Params, *, train: Input, classes: Input, out:
     p = params.seg_train_labels
     info = read_class_info(classes)
     result = train_label_ddpm(p, read_pairs(train), info["classes"], info["ignore_index"], out, pick_device(params.device))
-    keys = ("final_loss", "train_seconds", "images_per_s", "n_parameters", "train_images", "device")
+    keys = ("final_loss", "n_parameters", "train_images")
     write_json(metrics, {"steps": p.steps, "resolution": p.resolution, **{k: result[k] for k in keys}})
+    # seconds and device differ between runs of the same inputs: kept out of dvc.lock's hashes
+    write_timings(metrics, {k: result[k] for k in ("train_seconds", "images_per_s", "device")})
 
 
 def seg_generate_labels_stage(params: Params, *, model: Input, classes: Input, out: Output, metrics: Output) -> None:
