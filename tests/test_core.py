@@ -80,3 +80,54 @@ def test_load_rgb_converts_modes_and_names_corrupt_files(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DataError, match="broken.png"):
         load_rgb(tmp_path / "broken.png")
+
+
+def test_timings_files_sit_beside_the_declared_metrics_under_metrics_timings(tmp_path):
+    from pathlib import Path
+
+    from synthmix.core.timings import add_stage_seconds, timings_path, write_timings
+
+    assert timings_path("metrics/generate.json") == Path("metrics/timings/generate.json")
+    assert timings_path("metrics/train/pct0-seed0/metrics.json") == Path("metrics/timings/train/pct0-seed0.json")
+    assert timings_path("metrics/seg/spade.json") == Path("metrics/timings/seg/spade.json")
+    assert timings_path("out/m.json") == Path("out/timings/m.json")
+    metrics = tmp_path / "metrics" / "generate.json"
+    write_timings(metrics, {"seconds": 1.5})
+    add_stage_seconds(metrics, 2.0, since=0)  # written during this run: merged
+    assert read_json(tmp_path / "metrics/timings/generate.json") == {"seconds": 1.5, "stage_seconds": 2.0}
+    later = os.path.getmtime(tmp_path / "metrics/timings/generate.json") + 60
+    add_stage_seconds(metrics, 3.0, since=later)  # an earlier run's file: replaced, not merged
+    assert read_json(tmp_path / "metrics/timings/generate.json") == {"stage_seconds": 3.0}
+
+
+def test_a_full_disk_in_an_atomic_write_is_a_clear_error_without_a_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from synthmix.core import atomic
+    from synthmix.core.errors import DiskFullError
+
+    target = tmp_path / "out.json"
+    write_json(target, {"v": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="no space left on device while writing .*out.json") as err:
+        write_json(target, {"v": 2})
+    assert "Free disk space" in str(err.value) and "MiB free" in str(err.value)
+    assert read_json(target) == {"v": 1} and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_load_rgb_says_which_stage_wrote_a_damaged_image(tmp_path, monkeypatch):
+    (tmp_path / "dvc.yaml").write_text("stages:\n  generate:\n    cmd: x\n    outs:\n      - data/synthetic\n")
+    bad = tmp_path / "data/synthetic/images/a/00000.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_rgb("data/synthetic/images/a/00000.png")
+    text = str(err.value)
+    assert "00000.png" in text and "`dvc checkout --force data/synthetic`" in text and "`dvc repro -f generate`" in text
+    with pytest.raises(DataError, match="replace or remove the file"):
+        load_rgb(tmp_path / "elsewhere.png")

@@ -7,6 +7,7 @@ never a half-written file; :func:`building_dir` and :func:`replace_dir` do the s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -14,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from synthmix.core.errors import DataError
+from synthmix.core.errors import DataError, DiskFullError, disk_full_message
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 # Fixed PNG settings: Pillow's encoder is deterministic for a given zlib level.
 PNG_OPTIONS = {"compress_level": 6, "optimize": False}
@@ -32,9 +35,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFullError(disk_full_message(path, exc)) from exc
         raise
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 import time
 import typing
@@ -79,7 +80,7 @@ def run_stage(func: Callable[..., Any], argv: list[str] | None = None) -> None:
     (no traceback) and exits 2."""
     setup_logging()
     args = vars(stage_parser(func).parse_args(argv))
-    start = time.perf_counter()
+    start, start_wall = time.perf_counter(), time.time()
     try:
         from synthmix.config import load_params
 
@@ -88,4 +89,19 @@ def run_stage(func: Callable[..., Any], argv: list[str] | None = None) -> None:
     except SynthmixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.getLogger("synthmix").info("stage finished in %.1f s", time.perf_counter() - start)
+    except OSError as exc:  # a full disk outside the atomic writers (torch, safetensors, PIL...)
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from synthmix.core.errors import disk_full_message
+
+        print(f"error: {disk_full_message(exc.filename, exc)}", file=sys.stderr)
+        sys.exit(2)
+    seconds = time.perf_counter() - start
+    # the stage's whole time, beside its own timings (not hashed); one process of a torchrun only
+    if args.get("metrics") is not None and os.environ.get("RANK", "0") == "0":
+        from synthmix.core.timings import add_stage_seconds
+
+        add_stage_seconds(args["metrics"], seconds, since=start_wall)
+    logging.getLogger("synthmix").info("stage finished in %.1f s", seconds)

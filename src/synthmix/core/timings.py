@@ -59,6 +59,22 @@ def write_timings(metrics: str | os.PathLike, record: Mapping[str, Any]) -> Path
     return path
 
 
+def add_stage_seconds(metrics: str | os.PathLike, seconds: float, since: float) -> None:
+    """Add ``stage_seconds`` (the stage function's whole run, without interpreter start-up) to
+    the timings file of ``metrics``: merged into one this run wrote (modified after ``since``,
+    a ``time.time()``), otherwise a new one, so no figure of an earlier run is kept beside it."""
+    import json
+
+    path = timings_path(metrics)
+    record = {}
+    try:
+        if path.stat().st_mtime >= since - 1:  # 1 s of slack for coarse file-system clocks
+            record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    write_json(path, {**record, "stage_seconds": round(seconds, 2)})
+
+
 def split(record: Mapping[str, Any], keys: tuple[str, ...] | set[str]) -> tuple[dict, dict]:
     """(``record`` without ``keys``, the ``keys`` it had): declared fields and timing fields."""
     kept = {k: v for k, v in record.items() if k not in keys}

@@ -35,10 +35,45 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and convert an image; a corrupt file raises DataError naming it."""
+    """Open, fully decode and convert an image; a corrupt file raises DataError naming it and
+    saying how to repair it."""
     try:
         with Image.open(path) as im:
             im.load()
             return to_rgb(im)
+    except FileNotFoundError as exc:
+        raise DataError(f"cannot read image {path}: it does not exist; {repair_hint(path)}") from exc
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+        raise DataError(f"cannot read image {path}: {exc} (truncated, empty or not an image); "
+                        f"{repair_hint(path)}") from exc
+
+
+def repair_hint(path: str | os.PathLike, dvc_yaml: str | os.PathLike = "dvc.yaml") -> str:
+    """How to get a damaged file back: from the DVC cache or by re-running the stage whose
+    output (in ``dvc_yaml``) holds it; for a file of no stage, replace it."""
+    stage, out = _writing_stage(path, dvc_yaml)
+    if stage is None:
+        return "replace or remove the file (a file that a pipeline stage wrote comes back with `dvc checkout --force <its output>`)"
+    return (f"it belongs to {out}, the output of stage {stage}: restore it from the DVC cache with "
+            f"`dvc checkout --force {out}`, or rebuild it with `dvc repro -f {stage}`")
+
+
+def _writing_stage(path: str | os.PathLike, dvc_yaml: str | os.PathLike) -> tuple[str | None, str | None]:
+    """(stage, out) of the dvc.yaml output that contains ``path``, or (None, None)."""
+    import yaml
+
+    try:
+        stages = yaml.safe_load(open(dvc_yaml, encoding="utf-8"))["stages"]
+        target = os.path.abspath(path)
+        root = os.path.dirname(os.path.abspath(dvc_yaml))
+        for name, body in stages.items():
+            for entry in body.get("outs") or []:
+                out = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+                if "${" in out:
+                    continue
+                full = os.path.join(root, out)
+                if target == full or target.startswith(full.rstrip(os.sep) + os.sep):
+                    return name, out
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        pass  # no dvc.yaml here (a library call): the generic advice
+    return None, None
