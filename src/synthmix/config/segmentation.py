@@ -116,14 +116,28 @@ class SegTrainSpadeParams(Section):
     spade_hidden: int = Field(ge=4)
     upsamples: int = Field(ge=1)
     z_dim: int = Field(ge=0)
+    # the generator's parameter-free norm: batch (the reference's spadesyncbatch3x3) or instance
+    param_free_norm: Literal["batch", "instance"]
+    spectral_norm: bool
+    # patchgan: multi-scale PatchGAN, hinge loss + feature matching (SPADE); oasis: per-pixel
+    # (N + 1)-class U-Net discriminator, class-balanced cross-entropy + LabelMix (OASIS)
+    discriminator: Literal["patchgan", "oasis"]
     d_layers: int = Field(ge=1)
     num_d: int = Field(ge=1)
     steps: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr_g: float = Field(gt=0)
     lr_d: float = Field(gt=0)
+    beta1: float = Field(ge=0, lt=1)
+    beta2: float = Field(ge=0, lt=1)
     lambda_feat: float = Field(ge=0)
     lambda_l1: float = Field(ge=0)
+    lambda_labelmix: float = Field(ge=0)
+    # null = no perceptual loss; torchvision = VGG-19 ImageNet weights in torch's hub cache;
+    # or a path to that weights file (.pth state dict or .safetensors); never downloaded
+    vgg_weights: Optional[str]
+    lambda_vgg: float = Field(ge=0)
+    checkpoint_every: int = Field(ge=0)
     seed: int
 
 
@@ -206,6 +220,12 @@ def seg_checks(p: "Params") -> None:
         raise ValueError(
             f"seg_train_spade.upsamples = {p.seg_train_spade.upsamples}: seg_prepare.image_size = {size} "
             "must be divisible by 2 ** upsamples with a start size of at least 2"
+        )
+    sp = p.seg_train_spade
+    if sp.discriminator == "oasis" and size % 2**sp.d_layers:
+        raise ValueError(
+            f"seg_train_spade.d_layers = {sp.d_layers}: the oasis U-Net halves seg_prepare.image_size = {size} "
+            f"d_layers times, so it must be divisible by 2 ** d_layers"
         )
     if p.seg_prepare.source == "fashion_mnist_scenes":
         n_real = p.seg_prepare.train_count
