@@ -1,4 +1,7 @@
-"""seg_summarize: model x mix -> mIoU mean and Student-t interval across training seeds."""
+"""seg_summarize: model x mix -> mIoU mean and Student-t interval across training seeds, the
+seed-paired difference to the baseline mix (mean, interval and paired t-test of the per-seed
+differences: both runs of a pair share the seed, so seed-to-seed variation cancels), and
+per-class IoU with its difference to the baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from synthmix.core.errors import DataError
-from synthmix.stats import mean_std_ci
+from synthmix.stats import mean_std_ci, paired_t
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
 
@@ -26,16 +29,28 @@ def summarize_seg(
                 raise DataError(f"no seg_evaluate metrics for {mix} / {model} / seeds {missing}: run dvc repro")
             vals = [runs[(mix, model, s)]["miou"] for s in seeds]
             stats = mean_std_ci(vals, confidence)
-            per_class = []
+            per_class, per_class_delta = [], []
             for c in range(len(classes)):
                 v = [runs[(mix, model, s)]["iou"][c] for s in seeds if runs[(mix, model, s)]["iou"][c] is not None]
                 per_class.append(float(np.mean(v)) if v else None)
+                # seed-paired: only seeds where both runs have an IoU for the class
+                d = [runs[(mix, model, s)]["iou"][c] - runs[(baseline, model, s)]["iou"][c] for s in seeds
+                     if runs[(mix, model, s)]["iou"][c] is not None and runs[(baseline, model, s)]["iou"][c] is not None]
+                per_class_delta.append(float(np.mean(d)) if d else None)
+            diffs = [a - b for a, b in zip(vals, base)]
+            paired = None
+            if mix != baseline:
+                ci = mean_std_ci(diffs, confidence)
+                paired = {"diffs": diffs, "mean": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+                          **{f"t_{k}": v for k, v in paired_t(vals, base).items()}}  # fmt: skip
             rows.append({
                 "model": model, "mix": mix, "synthetic_pairs": runs[(mix, model, seeds[0])].get("synthetic_pairs"),
                 "train_pairs": runs[(mix, model, seeds[0])].get("train_pairs"),
                 "miou": vals, **{f"miou_{k}": v for k, v in stats.items()},
                 "delta_vs_baseline": float(np.mean(vals) - np.mean(base)),
+                "paired_vs_baseline": paired,
                 "iou_per_class": dict(zip(classes, per_class)),
+                "iou_delta_vs_baseline": dict(zip(classes, per_class_delta)),
             })  # fmt: skip
     return {"baseline": baseline, "confidence": confidence, "seeds": list(seeds), "rows": rows}
 
@@ -44,18 +59,39 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
+def _pts(x) -> str:
+    return "–" if x is None else f"{100 * x:+.2f}"
+
+
 def markdown(summary: dict) -> str:
     conf = round(100 * summary["confidence"])
+    base = summary["baseline"]
     lines = [
-        f"| Model | Mix | Synthetic / train pairs | mIoU (%) | {conf} % CI | Δ vs {summary['baseline']} (pts) |",
-        "|---|---|---:|---:|---:|---:|",
+        f"| Model | Mix | Synthetic / train pairs | mIoU (%) | {conf} % CI | Δ vs {base} (pts) | "
+        f"paired Δ {conf} % CI (pts) | p (paired t) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
         sd = "" if r["miou_std"] is None else f" ± {100 * r['miou_std']:.2f}"
         ci = "–" if r["miou_ci_low"] is None else f"[{_pct(r['miou_ci_low'])}, {_pct(r['miou_ci_high'])}]"
-        delta = "(baseline)" if r["mix"] == summary["baseline"] else f"{100 * r['delta_vs_baseline']:+.2f}"
+        pr = r["paired_vs_baseline"]
+        if pr is None:
+            delta, pci, p = "(baseline)", "", ""
+        else:
+            delta = f"{100 * r['delta_vs_baseline']:+.2f}"
+            pci = "–" if pr["ci_low"] is None else f"[{_pts(pr['ci_low'])}, {_pts(pr['ci_high'])}]"
+            p = "–" if pr["t_p"] is None else f"{pr['t_p']:.3g}"
         lines.append(f"| {r['model']} | {r['mix']} | {r['synthetic_pairs']} / {r['train_pairs']} | "
-                     f"{_pct(r['miou_mean'])}{sd} | {ci} | {delta} |")  # fmt: skip
+                     f"{_pct(r['miou_mean'])}{sd} | {ci} | {delta} | {pci} | {p} |")  # fmt: skip
+    classes = list(summary["rows"][0]["iou_per_class"]) if summary["rows"] else []
+    lines += ["", f"Per-class IoU (%), mean over seeds (Δ vs {base} in points, seed-paired):", "",
+              "| Model | Mix | " + " | ".join(classes) + " |", "|---|---|" + "---:|" * len(classes)]  # fmt: skip
+    for r in summary["rows"]:
+        cells = []
+        for c in classes:
+            v, d = r["iou_per_class"][c], r["iou_delta_vs_baseline"][c]
+            cells.append(_pct(v) + ("" if r["mix"] == base or d is None else f" ({_pts(d)})"))
+        lines.append(f"| {r['model']} | {r['mix']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

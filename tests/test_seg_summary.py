@@ -1,0 +1,43 @@
+"""seg_summarize: the seed-paired comparison with the baseline mix and per-class IoU."""
+
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+
+from synthmix.segmentation.summary import markdown, summarize_seg
+
+SEEDS = [0, 1, 2]
+BASE = [0.60, 0.64, 0.59]
+MIX = [0.55, 0.62, 0.50]
+
+
+def _runs():
+    runs = {}
+    for s in SEEDS:
+        runs[("rep0", "bisenetv2", s)] = {"miou": BASE[s], "iou": [0.9, 0.4 + 0.1 * s, None if s == 0 else 0.5],
+                                          "synthetic_pairs": 0, "train_pairs": 30}  # fmt: skip
+        runs[("rep10", "bisenetv2", s)] = {"miou": MIX[s], "iou": [0.8, 0.3 + 0.1 * s, 0.2],
+                                           "synthetic_pairs": 3, "train_pairs": 30}  # fmt: skip
+    return runs
+
+
+def test_paired_difference_and_per_class_deltas():
+    out = summarize_seg(_runs(), ["rep0", "rep10"], ["bisenetv2"], SEEDS, "rep0", 0.95, ["bg", "a", "b"])
+    base, mix = out["rows"]
+    assert base["paired_vs_baseline"] is None
+    pr = mix["paired_vs_baseline"]
+    diffs = [m - b for m, b in zip(MIX, BASE)]
+    assert pr["diffs"] == pytest.approx(diffs) and pr["mean"] == pytest.approx(sum(diffs) / 3)
+    ref = stats.ttest_rel(MIX, BASE)
+    assert pr["t_statistic"] == pytest.approx(ref.statistic) and pr["t_p"] == pytest.approx(ref.pvalue)
+    half = stats.t.ppf(0.975, 2) * stats.tstd(diffs) / 3**0.5
+    assert (pr["ci_low"], pr["ci_high"]) == pytest.approx((pr["mean"] - half, pr["mean"] + half))
+    assert mix["iou_delta_vs_baseline"]["bg"] == pytest.approx(-0.1)
+    assert mix["iou_delta_vs_baseline"]["a"] == pytest.approx(-0.1)
+    # class b: seed 0 has no baseline IoU, so only seeds 1 and 2 are paired
+    assert mix["iou_delta_vs_baseline"]["b"] == pytest.approx(-0.3)
+    table = markdown(out)
+    assert f"| bisenetv2 | rep10 | 3 / 30 | 55.67 ± 6.03 |" in table
+    assert f"| {ref.pvalue:.3g} |" in table and "paired Δ 95 % CI (pts)" in table
+    assert "| bisenetv2 | rep10 | 80.00 (-10.00) | 40.00 (-10.00) | 20.00 (-30.00) |" in table
