@@ -26,12 +26,15 @@ TINY = {
     "prepare": {"classes": ["t_shirt_top", "trouser", "sneaker"], "train_per_class": 12,
                 "val_per_class": 6, "test_per_class": 20},
     "train_generator": {"resolution": 16, "block_out_channels": [8, 16], "steps": 4, "batch_size": 8},
-    "generate": {"per_class": 12, "steps": 2, "batch_size": 16},
+    "generate": {"per_class": 12, "steps": 2, "batch_size": 16, "img2img": {"per_image": 2}},
     "mix": {"names": ["pct0", "pct50", "pct100", "aug50"]},
     "train": {"seeds": [0, 1], "epochs": 1, "batch_size": 16},
     # fidelity: 8 images per class and set through Inception (a few seconds); small report sheets
     "fidelity": {"max_per_class": 8, "kid_subsets": 10},
     "report": {"sheet_per_class": 8},
+    # few-shot branch: 1-2 shots x 2 trials, 2 variants per image, a probe of 2 short epochs
+    "fewshot": {"shots": [1, 2], "trials": [0, 1], "samples_per_epoch": 64,
+                "classifier": {"epochs": 2, "input_size": 32}},
     # segmentation branch: 32 px scenes, a few pairs, 2-3 optimiser steps per model
     "seg_prepare": {"image_size": 32, "train_count": 16, "val_count": 4, "test_count": 4,
                     "items_per_scene": [1, 2], "item_size": [12, 20]},
@@ -87,11 +90,19 @@ class Repo:
         return set(re.findall(r"Running stage '([^']+)'", out.stdout + out.stderr))
 
     def set_params(self, **sections):
-        """Update params.yaml section by section (keys not given keep their values)."""
+        """Update params.yaml section by section, nested mappings key by key (keys not given keep
+        their values)."""
+        def merge(into: dict, values: dict) -> None:
+            for key, value in values.items():
+                if isinstance(value, dict) and isinstance(into.get(key), dict):
+                    merge(into[key], value)
+                else:
+                    into[key] = value
+
         path = self.root / "params.yaml"
         params = yaml.safe_load(path.read_text())
         for section, values in sections.items():
-            params.setdefault(section, {}).update(values)
+            merge(params.setdefault(section, {}), values)
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
     def commit(self, message: str):

@@ -1,5 +1,5 @@
-"""End to end: a swap mix (grrN) and an lrrN mix without image-to-image variants, through
-`dvc repro summarize` in a temporary repository on tiny overrides."""
+"""End to end: a swap mix (grrN), and an lrrN mix without and then with image-to-image variants
+(generate.mode img2img), through `dvc repro` in a temporary repository on tiny overrides."""
 
 from __future__ import annotations
 
@@ -40,3 +40,16 @@ def test_grr_mix_trains_with_swaps_and_the_summary_reports_mean_per_class_accura
     repo.set_params(mix={"names": ["pct0", "lrr50"]})
     proc = repo.run("dvc", "repro", "mix@lrr50", check=False)
     assert proc.returncode != 0 and "lrr mixes need image-to-image variants" in proc.stdout + proc.stderr
+
+    # with generate.mode img2img, each real training image gets its own variants (SDEdit)
+    repo.set_params(generate={"mode": "img2img", "img2img": {"per_image": 2}})
+    ran = repo.repro("train@lrr50-0")
+    assert {"generate", "mix@lrr50", "train@lrr50-0"} <= ran
+    records = [json.loads(line) for line in (repo.root / "data/mixes/lrr50.jsonl").read_text().splitlines()]
+    reals = {r["sha256"] for r in records if r["role"] == "real"}
+    candidates = [r for r in records if r["role"] == "candidate"]
+    assert len(reals) == 36 and len(candidates) == 2 * 36
+    assert {c["source_sha256"] for c in candidates} == reals
+    assert all(c["strength"] in (0.25, 0.5, 0.75, 1.0) and not c["source_path"].startswith("/") for c in candidates)
+    train = json.loads((repo.root / "metrics/train/lrr50-seed0/metrics.json").read_text())
+    assert train["n_train"] == 36 and train["n_swap_candidates"] == 72 and 0.0 < train["swap_rate"] < 1.0

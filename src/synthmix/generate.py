@@ -244,6 +244,8 @@ def generate_synthetic(
             corrupt += 1
             path.unlink()
         todo.append(job)
+    if params.mode == "img2img":  # one strength per batch: a pipeline call runs one strength (pixels
+        todo.sort(key=lambda j: j.strength)  # do not depend on batch-mates, so the order is free)
     log.info(
         "%s: %d images for rank %d/%d in %s: %d finished ones reused, %d to generate%s",
         backend.name, len(mine), rank, world_size, scratch, reused, len(todo),

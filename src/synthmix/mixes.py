@@ -211,8 +211,8 @@ def build_swap_mix(
             f"lrr mixes need image-to-image variants: mix {name} swaps each real image for a synthetic "
             "variant of that same image, matched on the variant's source_sha256, but no record of the "
             f"synthetic set (generator {', '.join(generators)}, {len(synthetic)} images) has a source_sha256. "
-            "Generate variants of the real training images with an image-to-image generator, or use "
-            f"grr{spec.value} (any synthetic image of the same class)"
+            "Generate variants of the real training images with generate.mode: img2img (DA-Fusion's "
+            f"generate.img2img settings), or use grr{spec.value} (any synthetic image of the same class)"
         )
     real_by_class, fake_by_class = _by_class(real), _by_class(synthetic)
     out: list[dict] = []

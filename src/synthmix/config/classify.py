@@ -29,8 +29,9 @@ class MixParams(Section):
         return check_names(v, CLASSIFICATION_KINDS)
 
 
-class TrainParams(Section):
-    seeds: list[int] = Field(min_length=1)
+class ClassifierParams(Section):
+    """A classifier and its training recipe (train, and fewshot.classifier)."""
+
     # a timm model name (timm.list_models()); checked by the train stage, which imports timm
     # (the params schema does not: every stage validates params and most never need timm)
     arch: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
@@ -49,7 +50,7 @@ class TrainParams(Section):
     num_threads: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _weights_fit_arch(self) -> "TrainParams":
+    def _weights_fit_arch(self) -> "ClassifierParams":
         if self.weights == OFFLINE_IMAGENET and self.arch != OFFLINE_IMAGENET_ARCH:
             raise ValueError(
                 f"train.weights = {OFFLINE_IMAGENET} is the ImageNet EfficientNet-Lite0 of "
@@ -58,6 +59,10 @@ class TrainParams(Section):
                 f"weights file for {self.arch}, or null"
             )
         return self
+
+
+class TrainParams(ClassifierParams):
+    seeds: list[int] = Field(min_length=1)  # one run per mix and seed
 
 
 class ExtraTestSet(Section):

@@ -16,6 +16,7 @@ from synthmix.config.classify import (
     TrainParams,
 )
 from synthmix.config.data import PrepareParams
+from synthmix.config.fewshot import FewshotParams
 from synthmix.config.generation import (
     GenerateParams,
     TrainGeneratorParams,
@@ -55,6 +56,7 @@ class Params(Section):
     report: ReportParams
     summarize: SummarizeParams
     hyponet: HyponetParams
+    fewshot: FewshotParams
     seg_prepare: SegPrepareParams
     seg_train_labels: SegTrainLabelsParams
     seg_generate_labels: SegGenerateLabelsParams
@@ -114,6 +116,11 @@ class Params(Section):
         if self.summarize.baseline not in self.mix.names:
             raise ValueError(
                 f"summarize.baseline = {self.summarize.baseline!r} is not one of mix.names {self.mix.names}"
+            )
+        if max(self.fewshot.shots) > self.prepare.train_per_class:
+            raise ValueError(
+                f"fewshot.shots asks for {max(self.fewshot.shots)} examples per class but prepare.train_per_class "
+                f"= {self.prepare.train_per_class}: lower fewshot.shots or raise prepare.train_per_class"
             )
         problem = unet_shape_problem("train_generator", self.train_generator)
         if problem:

@@ -13,10 +13,13 @@ trial and resume, whatever else is generated beside it.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from pathlib import Path
+
 from PIL import Image
 
 from synthmix.core.errors import DataError, ParamsError
@@ -114,5 +117,6 @@ def variant_fields(job: Job) -> dict:
     """Manifest fields of an image-to-image job (none for a text-to-image one)."""
     if not job.is_img2img:
         return {}
-    return {"source_path": job.source_path, "source_sha256": job.source_sha256,
+    # relative to the working directory (the project root for stages): no machine path in outputs
+    return {"source_path": Path(os.path.relpath(job.source_path)).as_posix(), "source_sha256": job.source_sha256,
             "variant": job.variant, "strength": job.strength}
