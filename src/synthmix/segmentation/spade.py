@@ -325,7 +325,8 @@ class VGGLoss(nn.Module):
         sd = load_state_dict_file(vgg19_weights_path(spec), param)
         features = torchvision.models.vgg19(weights=None).features[: VGG_SLICES[-1]]
         state = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")} or sd
-        state = {k: v for k, v in state.items() if int(k.split(".")[0]) < VGG_SLICES[-1]}
+        state = {k: v for k, v in state.items()
+                 if k.split(".")[0].isdigit() and int(k.split(".")[0]) < VGG_SLICES[-1]}  # fmt: skip
         try:
             features.load_state_dict(state)
         except RuntimeError as exc:
