@@ -179,6 +179,7 @@ def generate_synthetic(
     lora_dir: str | os.PathLike | None = None,
     ti_dir: str | os.PathLike | None = None,
     sources: Sequence[dict] | None = None,
+    erased_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Generate ``params.per_class`` images per class into ``out_dir`` (images/ + manifest.jsonl);
     with ``params.mode`` img2img, ``params.img2img.per_image`` variants of each real image in
@@ -199,7 +200,7 @@ def generate_synthetic(
     out_dir = Path(out_dir)
     scratch_root = Path(scratch_root) if scratch_root is not None else out_dir.parent / ".partial"
     device = pick_device("auto") if device is None else torch.device(device)
-    backend = open_backend(params, model_dir, device, lora_dir=lora_dir, ti_dir=ti_dir)
+    backend = open_backend(params, model_dir, device, lora_dir=lora_dir, ti_dir=ti_dir, erased_dir=erased_dir)
 
     wanted = list(backend.classes) if classes is None else list(classes)
     unknown = [c for c in wanted if c not in backend.classes]
@@ -349,7 +350,7 @@ RUN_FIELDS = ("generated", "reused", "corrupt_regenerated", "seconds", "images_p
 
 
 def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Input, textual_inversion: Input,
-                   real: Input, out: Output, metrics: Output) -> None:
+                   erased: Input, real: Input, out: Output, metrics: Output) -> None:
     """Stage generate: sample generate.per_class synthetic images per class with the trained generator.
 
     Resumable: an interrupted run leaves its finished images in data/.partial/generate-<hash>
@@ -364,6 +365,7 @@ def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Inpu
     from synthmix.core.atomic import write_json
     from synthmix.core.timings import split as split_timings
     from synthmix.core.timings import write_timings
+    from synthmix.data.manifest import read_manifest
 
     if Path(params.generate.prompt.wildcards_dir) != Path(wildcards):
         raise ParamsError(f"generate.prompt.wildcards_dir = {params.generate.prompt.wildcards_dir} but the stage's "
@@ -371,7 +373,7 @@ def generate_stage(params: Params, *, model: Input, wildcards: Input, lora: Inpu
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     stats = generate_synthetic(
         params.generate, model, out, device=device_for_rank(params.device, world_size),
-        rank=rank, world_size=world_size, lora_dir=lora, ti_dir=textual_inversion,
+        rank=rank, world_size=world_size, lora_dir=lora, ti_dir=textual_inversion, erased_dir=erased,
         sources=read_manifest(real) if params.generate.mode == "img2img" else None,
     )
     if rank == 0:

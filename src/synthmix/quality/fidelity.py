@@ -265,6 +265,7 @@ def fidelity_stage(params: Params, *, real_features: Input, classes: Input, synt
     import time
 
     from synthmix.core.atomic import write_json, write_text
+    from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_classes
     from synthmix.data.manifest import read_manifest
 
