@@ -18,6 +18,7 @@ from dvc_repo import TINY, make_repo, require_fashion_mnist
 pytestmark = pytest.mark.e2e
 
 MIXES, SEEDS = TINY["mix"]["names"], TINY["train"]["seeds"]
+SHOTS, TRIALS = TINY["fewshot"]["shots"], TINY["fewshot"]["trials"]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ def test_repro_builds_every_stage(repo):
     expected |= {"qc", "fidelity_real", "fidelity", "report"}
     expected |= {f"mix@{m}" for m in MIXES}
     expected |= {f"{s}@{m}-{seed}" for s in ("train", "evaluate") for m in MIXES for seed in SEEDS}
+    # the few-shot branch (study 4, DA-Fusion)
+    expected |= {"fewshot_features", "fewshot_summarize"}
+    expected |= {f"{s}@{k}-{t}" for s in ("fewshot_variants", "fewshot_train") for k in SHOTS for t in TRIALS}
     # the segmentation branch (study 5)
     seg_mixes, seg_models, seg_seeds = TINY["seg_mix"]["names"], TINY["seg_train"]["models"], TINY["seg_train"]["seeds"]
     expected |= {"seg_prepare", "seg_train_labels", "seg_generate_labels", "seg_train_spade",
@@ -54,6 +58,16 @@ def test_repro_builds_every_stage(repo):
     for row in ("| pct0 | 0:100 |", "| pct50 | 50:50 |", "| pct100 | 100:0 |", "| aug50 | real + 50 % |"):
         assert row in table, table
     assert (repo.root / "metrics/accuracy_vs_fake.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    fewshot = json.loads((repo.root / "metrics/fewshot.json").read_text())
+    assert set(fewshot) == {f"k{k}" for k in SHOTS}
+    assert set(fewshot["k1"]) == {"baseline", "real_guidance", "dafusion"}
+    assert 0 <= fewshot["k2"]["dafusion"]["mean_per_class_accuracy_mean"] <= 1
+    variants = [json.loads(line) for line in (repo.root / "data/fewshot/k2-t0/dafusion/manifest.jsonl").read_text().splitlines()]
+    reals = [json.loads(line) for line in (repo.root / "data/fewshot/k2-t0/real.jsonl").read_text().splitlines()]
+    assert len(reals) == 3 * 2 and len(variants) == 2 * len(reals)  # img2img.per_image = 2
+    assert {v["source_sha256"] for v in variants} == {r["sha256"] for r in reals}
+    assert "## Few-shot" in (repo.root / "metrics/REPORT.md").read_text()
     repo.commit("first run")
 
 
@@ -87,6 +101,14 @@ def test_lr_change_reruns_only_training_and_after(repo):
     assert trains <= ran
     assert ran <= trains | {f"evaluate@{m}-{s}" for m in MIXES for s in SEEDS} | {"summarize", "report"}
     repo.commit("lr 3e-3")
+
+
+def test_fewshot_classifier_change_reuses_the_cached_variants(repo):
+    repo.set_params(fewshot={"classifier": {"lr": 3e-4}})
+    ran = repo.repro()
+    trains = {f"fewshot_train@{k}-{t}" for k in SHOTS for t in TRIALS}
+    assert trains <= ran <= trains | {"fewshot_summarize", "report"}  # no variant is generated again
+    repo.commit("fewshot lr 3e-4")
 
 
 def test_exp_run_and_show(repo):

@@ -87,7 +87,7 @@ def method_generate_params(params: Params, method: str):
 
 
 def variants_stage(params: Params, shot: int, trial: int, *, real: Input, classes: Input, model: Input,
-                   lora: Input, textual_inversion: Input, out: Output) -> None:
+                   lora: Input, textual_inversion: Input, erased: Input, out: Output) -> None:
     """Stage fewshot_variants: the (shot, trial) real subset (``real.jsonl``) and, per method that
     needs them, ``generate.img2img.per_image`` image-to-image variants of each subset image
     (``<method>/manifest.jsonl`` + images, resumable like generate)."""
@@ -108,7 +108,7 @@ def variants_stage(params: Params, shot: int, trial: int, *, real: Input, classe
             result = generate_synthetic(
                 method_generate_params(params, method), model, tmp / method, device=device_for_rank(params.device, 1),
                 scratch_root=scratch_root / method, classes=class_list, lora_dir=lora, ti_dir=textual_inversion,
-                sources=subset,
+                erased_dir=erased, sources=subset,
             )
             stats[method] = {k: result[k] for k in ("total", "generated", "reused")}
         write_json(tmp / "variants.json", stats)

@@ -100,6 +100,9 @@ class SDParams(Section):
     # the train_textual_inversion stage's class tokens (models/textual_inversion): {class} in
     # prompts becomes the class's token, unless the template places it with {token}
     textual_inversion: bool
+    # the erase stage's UNet (models/erased), ESD-erased of every class concept (DA-Fusion's
+    # model-centric leakage control); train_textual_inversion then learns tokens on it too
+    erased: bool
     # images per pipeline call, always this many (the last call padded): a fixed shape keeps
     # each image independent of generate.batch_size, the resume point and the process count
     forward_batch: int = Field(ge=1)

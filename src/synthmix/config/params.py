@@ -23,7 +23,7 @@ from synthmix.config.generation import (
     unet_shape_problem,
 )
 from synthmix.config.hyponet import HyponetParams
-from synthmix.config.personalize import TrainLoraParams, TrainTextualInversionParams
+from synthmix.config.personalize import EraseParams, TrainLoraParams, TrainTextualInversionParams
 from synthmix.config.quality import FidelityParams
 from synthmix.config.segmentation import (
     SegEvaluateParams,
@@ -47,6 +47,7 @@ class Params(Section):
     train_generator: TrainGeneratorParams
     train_lora: TrainLoraParams
     train_textual_inversion: TrainTextualInversionParams
+    erase: EraseParams
     generate: GenerateParams
     mix: MixParams
     train: TrainParams

@@ -118,11 +118,14 @@ if set(BACKENDS) != set(BACKEND_NAMES):  # a factory without a name in registry.
 
 
 def open_backend(params: GenerateParams, model_dir: str | os.PathLike, device: torch.device, *,
-                 lora_dir: str | os.PathLike | None = None, ti_dir: str | os.PathLike | None = None) -> Backend:
+                 lora_dir: str | os.PathLike | None = None, ti_dir: str | os.PathLike | None = None,
+                 erased_dir: str | os.PathLike | None = None) -> Backend:
     """The backend ``params.backend``; ``lora_dir`` / ``ti_dir``: the personalization stages'
-    folders (models/lora, models/textual_inversion), used by sd/sdxl when their flags are on."""
+    folders (models/lora, models/textual_inversion), used by sd/sdxl when their flags are on;
+    ``erased_dir``: the erase stage's folder (generate.sd.erased)."""
     factory = BACKENDS.get(params.backend)
     if factory is None:
         raise ParamsError(f"generate.backend = {params.backend!r}: allowed: {', '.join(sorted(BACKENDS))}")
-    adapters = {k: Path(v) for k, v in (("lora_dir", lora_dir), ("ti_dir", ti_dir)) if v is not None}
+    adapters = {k: Path(v) for k, v in (("lora_dir", lora_dir), ("ti_dir", ti_dir), ("erased_dir", erased_dir))
+                if v is not None}
     return factory(params, Path(model_dir), device, **adapters)

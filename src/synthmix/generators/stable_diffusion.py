@@ -57,6 +57,7 @@ from synthmix.data.manifest import file_sha256
 from synthmix.generators.prompts import PromptBuilder
 from synthmix.generators.img2img import check_no_class_names, load_source, variant_fields
 from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
+from synthmix.personalize.erase import erased_sha256
 from synthmix.personalize.adapters import (
     TrainedEmbedding,
     check_model,
@@ -179,7 +180,8 @@ class StableDiffusionBackend:
 
     def __init__(self, params: GenerateParams, model_dir: Path | None, device: torch.device, family: str,
                  classes: Sequence[str] | None = None, pipe=None, lora_dir: Path | None = None,
-                 ti_dir: Path | None = None, embeddings: dict[str, TrainedEmbedding] | None = None):
+                 ti_dir: Path | None = None, embeddings: dict[str, TrainedEmbedding] | None = None,
+                 erased_dir: Path | None = None):
         """``pipe``: an already built pipeline to use instead of loading ``generate.sd.model``
         (benchmarks/generation.py injects a random-weight SD 1.5 this way). ``lora_dir`` /
         ``ti_dir``: the train_lora / train_textual_inversion outputs, read when
@@ -189,6 +191,10 @@ class StableDiffusionBackend:
         self.name = family
         self.classes = list(classes) if classes is not None else _read_classes(model_dir)
         self.lora_dir, self.ti_dir = lora_dir, ti_dir
+        if self.sd.erased and erased_dir is None:
+            raise ParamsError("generate.sd.erased = true needs the erase stage's folder (--erased models/erased)")
+        self.erased_dir = erased_dir if self.sd.erased else None
+        self.erased_sha256 = erased_sha256(erased_dir) if self.erased_dir is not None else None
         self.embeddings: dict[str, TrainedEmbedding] = dict(embeddings or {})
         if self.sd.textual_inversion and embeddings is None:
             if ti_dir is None:
@@ -255,6 +261,11 @@ class StableDiffusionBackend:
         else:
             pipe = load_pipeline(StableDiffusionXLPipeline, sd.model, self.kind, self.dtype, sd.config)
         pipe.scheduler = make_scheduler(sd.scheduler, pipe.scheduler.config)
+        if self.erased_dir is not None:  # ESD-erased UNet in place of the model's (before any LoRA)
+            from synthmix.personalize.erase import load_erased_unet
+
+            pipe.unet = load_erased_unet(self.erased_dir, getattr(self, "model_sha256", None), torch.device("cpu"),
+                                         self.dtype)
         for emb in self.embeddings.values():
             try:
                 load_embeddings_into(pipe, self.family, emb.path, emb.token)
@@ -327,6 +338,7 @@ class StableDiffusionBackend:
             "freeu": self.freeu,
             "loras": [(r["sha256"], r["scale"], sorted(c)) for r, c in zip(self.lora_records, self.lora_classes)],
             "textual_inversion": sorted((c, e.token, e.sha256) for c, e in self.embeddings.items()),
+            "erased_unet": self.erased_sha256,
             "save_size": self.save_size,
             "forward_batch": self.sd.forward_batch,
             "prompt": self.params.prompt.model_dump(),
@@ -368,6 +380,7 @@ class StableDiffusionBackend:
             "textual_inversion": (self.embeddings[label].record() if label in self.embeddings else None)
             if label is not None else {c: e.record() for c, e in self.embeddings.items()} or None,
             "forward_batch": self.sd.forward_batch,
+            **({"erased_unet": {"path": str(self.erased_dir), "sha256": self.erased_sha256}} if self.erased_dir else {}),
         }
 
     def record_fields(self, job) -> dict:
@@ -502,7 +515,7 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
         "dtype": {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(record.get("dtype"), "auto"),
         "freeu": {"enabled": True, **freeu} if freeu else {"enabled": False, "b1": None, "b2": None, "s1": None, "s2": None},
         "loras": [{"path": lo["path"], "scale": lo["scale"]} for lo in record.get("loras") or []],
-        "trained_lora": False, "textual_inversion": False,  # trained LoRAs are in "loras"; the token below
+        "erased": False, "trained_lora": False, "textual_inversion": False,  # trained LoRAs are in "loras"; the token below
         # not recorded because they do not change pixels (a single-file model needs its config
         # offline: regenerate from a folder or hub id, or pass the record through generate)
         "model_kind": "auto", "config": None, "compile": False, "save_size": None,
@@ -515,6 +528,8 @@ def regenerate(record: dict, device: torch.device | str = "cpu") -> Image.Image:
     params = GenerateParams(backend=record["generator"], mode="img2img" if variant else "txt2img", per_class=1,
                             steps=record["steps"], guidance_scale=record["guidance_scale"], batch_size=1,
                             seed=int(record["seed"]), write_threads=0, sd=sd, prompt=prompt, img2img=img2img)
+    if record.get("erased_unet"):
+        raise ParamsError("regenerate: this image was made with an ESD-erased UNet; re-run generate instead")
     ti = record.get("textual_inversion")
     embeddings = {record["label"]: TrainedEmbedding(record["label"], ti["token"], int(ti["num_vectors"]),
                                                     Path(ti["path"]), ti["sha256"])} if ti else None

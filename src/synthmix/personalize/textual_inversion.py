@@ -38,7 +38,7 @@ from torch import nn
 from synthmix.config import Params
 from synthmix.core.atomic import replace_dir, write_json
 from synthmix.core.device import pick_device
-from synthmix.core.errors import DataError
+from synthmix.core.errors import DataError, ParamsError
 from synthmix.core.seeding import derive_seed
 from synthmix.core.stage import Input, Output
 from synthmix.data.classes import read_classes
@@ -168,7 +168,8 @@ def add_class_tokens(model, classes: Sequence[str], n: int) -> dict[str, list[li
 def train_textual_inversions(params: Params, records: Sequence[dict], classes: Sequence[str],
                              out: str | os.PathLike, *, device: torch.device | str | None = None,
                              scratch_root: str | os.PathLike | None = None, show_progress: bool = True,
-                             on_step: StepHook | None = None, pipe=None) -> dict:
+                             on_step: StepHook | None = None, pipe=None,
+                             erased_dir: str | os.PathLike | None = None) -> dict:
     """Learn one token per class (``params.train_textual_inversion``) and write ``out``.
 
     Resumable like :func:`synthmix.personalize.lora.train_loras` (scratch folder
@@ -183,8 +184,18 @@ def train_textual_inversions(params: Params, records: Sequence[dict], classes: S
                          "train_textual_inversion")
     _, pixels = load_pixels(chosen, upsample)
     model = load_sd_model(params, device, p.resolution, p.mixed_precision, pipe)
+    erased = None
+    if params.generate.sd.erased:  # DA-Fusion: tokens learnt on the UNet that has forgotten the classes
+        from synthmix.personalize.erase import erased_sha256, load_erased_unet
+
+        if erased_dir is None:
+            raise ParamsError("generate.sd.erased = true needs the erase stage's folder (--erased models/erased)")
+        erased = erased_sha256(erased_dir)
+        unet = load_erased_unet(Path(erased_dir), model.model_sha256, device, model.weight_dtype)
+        model.pipe.unet = unet.requires_grad_(False).eval()
     key = run_key({
         "stage": "train_textual_inversion/1", "family": model.family, "model_sha256": model.model_sha256,
+        "erased_unet": erased,
         "resolution": model.resolution, "params": p.model_dump(exclude={"checkpoint_every"}),
         "templates": IMAGENET_TEMPLATES, "images": [(r["label"], r["sha256"]) for r in chosen],
         "realesrgan_sha256": upsample.weights_sha256, "env": environment_key(model),
@@ -301,13 +312,14 @@ def _train_one(model, p, label: str, idx: list[int], ids_per_tok: list[list[int]
             **loss_summary(record["losses"])}
 
 
-def train_textual_inversion_stage(params: Params, *, train: Input, classes: Input, out: Output,
+def train_textual_inversion_stage(params: Params, *, train: Input, classes: Input, erased: Input, out: Output,
                                   metrics: Output) -> None:
     """Stage train_textual_inversion: one learned token <class> per class for generate.sd.model
     (models/textual_inversion/<class>/learned_embeds.safetensors and index.json).
 
     With generate.backend ddpm, or generate.sd.textual_inversion false, nothing is trained: the
-    folder holds only index.json saying so. Resumable like train_lora.
+    folder holds only index.json saying so. Resumable like train_lora. With generate.sd.erased,
+    the tokens are learnt on the erase stage's UNet (``erased``), as DA-Fusion did.
     """
     reason = skip_reason(params, "textual_inversion")
     if reason:
@@ -315,7 +327,7 @@ def train_textual_inversion_stage(params: Params, *, train: Input, classes: Inpu
         write_json(metrics, {"backend": params.generate.backend, "trained": 0, "skipped": reason})
         print(f"train_textual_inversion: nothing to train ({reason})")
         return
-    stats = train_textual_inversions(params, read_manifest(train), read_classes(classes), out)
+    stats = train_textual_inversions(params, read_manifest(train), read_classes(classes), out, erased_dir=erased)
     write_stage_metrics(metrics, stats)
     print(f"train_textual_inversion: {stats['trained']} token(s) in {out}, {stats['steps_run']} steps, "
           f"{stats['seconds']:.0f} s")

@@ -234,6 +234,14 @@ def write_report(
         lines += ["## Cross-dataset accuracy", "",
                   "Mean accuracy (%) over seeds on each real test set ('test' is the main split) and their "
                   "unweighted average, as in the prompt-strategy study's table.", "", cross]
+    fewshot_md = m / "fewshot" / "summary.md"
+    if fewshot_md.is_file():
+        lines += ["## Few-shot: DA-Fusion, Real Guidance and standard augmentation", "",
+                  "A linear probe on frozen ImageNet features per method, trained on k real images per class "
+                  "(DA-Fusion and Real Guidance: each sample swapped with probability alpha for one of its own "
+                  "image-to-image variants); tables from `fewshot_summarize`.", "",
+                  fewshot_md.read_text(encoding="utf-8").strip(), "",
+                  f"![few-shot accuracy vs examples per class]({rel(m / 'fewshot' / 'accuracy_vs_shots.png')})", ""]
     lines += ["## Fidelity of the synthetic set", ""]
     lines += [fidelity_md.strip() if fidelity_md else "(the fidelity stage has not run)", ""]
     if qc is not None:
@@ -267,13 +275,14 @@ REPORT_INPUTS = {
     "summary_table": "summary.md", "summary_details": "summary_details.json", "accuracy_plot": "accuracy_vs_fake.png",
     "fidelity_table": "fidelity.md", "qc_metrics": "qc.json", "prepare_metrics": "prepare.json",
     "generate_metrics": "generate.json", "run_metrics": "cls", "histories": "train",
+    "fewshot_table": "fewshot/summary.md", "fewshot_plot": "fewshot/accuracy_vs_shots.png",
 }
 
 
 def report_stage(params: Params, *, real: Input, classes: Input, synthetic: Input, summary_table: Input,
                  summary_details: Input, accuracy_plot: Input, fidelity_table: Input, qc_metrics: Input,
                  prepare_metrics: Input, generate_metrics: Input, run_metrics: Input, histories: Input,
-                 out: Output, figures: Output) -> None:
+                 fewshot_table: Input, fewshot_plot: Input, out: Output, figures: Output) -> None:
     """Stage report: metrics/REPORT.md, a results section written from this run's metrics, with
     contact sheets of the real and synthetic images (the ones the mixes use), confusion
     matrices and training curves."""
