@@ -31,7 +31,7 @@ def test_repro_builds_every_stage(repo):
     ran = repo.repro()
     expected = {"prepare", "train_generator", "generate", "summarize"}
     expected |= {"hyponet"}
-    expected |= {"train_lora", "train_textual_inversion"}  # ddpm: nothing to train, index.json only
+    expected |= {"train_lora", "train_textual_inversion", "erase"}  # ddpm: nothing to train, index.json only
     expected |= {"qc", "fidelity_real", "fidelity", "report"}
     expected |= {f"mix@{m}" for m in MIXES}
     expected |= {f"{s}@{m}-{seed}" for s in ("train", "evaluate") for m in MIXES for seed in SEEDS}
