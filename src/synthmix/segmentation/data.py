@@ -54,16 +54,32 @@ def pair_record(image: str | os.PathLike, mask: str | os.PathLike, source: str, 
     }
 
 
-def write_pairs(path: str | os.PathLike, records: Sequence[dict]) -> int:
-    """Write a pair manifest atomically; ``path`` and ``mask`` become relative to its folder."""
-    base = Path(path).parent.resolve()
-    base.mkdir(parents=True, exist_ok=True)
-    out = []
-    for rec in records:
-        if "mask" not in rec:
-            raise DataError(f"pair record for {rec.get('path')} has no mask")
-        out.append({**rec, "mask": Path(os.path.relpath(Path(rec["mask"]).resolve(), base)).as_posix()})
-    return write_manifest(path, out)
+def write_pairs(path: str | os.PathLike, records: Sequence[dict], base: str | os.PathLike | None = None) -> int:
+    """Write a pair manifest atomically; ``path`` and ``mask`` become relative to its folder, or
+    to ``base``: the folder the manifest will live in once its scratch folder is moved there."""
+    if base is None:
+        base = Path(path).parent.resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        out = []
+        for rec in records:
+            if "mask" not in rec:
+                raise DataError(f"pair record for {rec.get('path')} has no mask")
+            out.append({**rec, "mask": Path(os.path.relpath(Path(rec["mask"]).resolve(), base)).as_posix()})
+        return write_manifest(path, out)
+    import json
+
+    from synthmix.core.atomic import atomic_open
+
+    base = Path(base).resolve()
+    n = 0
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            if "mask" not in rec:
+                raise DataError(f"pair record for {rec.get('path')} has no mask")
+            rel = {k: Path(os.path.relpath(Path(rec[k]).resolve(), base)).as_posix() for k in ("path", "mask")}
+            fh.write(json.dumps({**rec, **rel}) + "\n")
+            n += 1
+    return n
 
 
 def read_pairs(path: str | os.PathLike) -> list[dict]:

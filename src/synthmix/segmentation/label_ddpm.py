@@ -7,8 +7,8 @@ see :mod:`.postprocess`), downsampled with nearest-neighbour to
 DPM-Solver++ sampling) trained with a single class and no label dropout and sampled with
 guidance 1.0: the class embedding is then one learned constant, i.e. the model is
 unconditional. Each map's starting noise comes from its own seed
-``derive_seed("label-map", seed, index)``, so a map does not depend on batch size or
-resume point.
+``derive_seed("label-map", seed, index)``; the stage samples in aligned blocks and resumes map
+by map (:mod:`.resumable`), so a map does not depend on the resume point.
 
 The model folder is the generator folder the DDPM writes, plus ``labels.json`` (the
 segmentation classes and the encoding).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +28,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from synthmix.config.generation import TrainGeneratorParams
-from synthmix.config.segmentation import SegTrainLabelsParams
+from synthmix.config.segmentation import SegGenerateLabelsParams, SegTrainLabelsParams
 from synthmix.core.atomic import building_dir, read_json, write_json
 from synthmix.core.errors import MissingAssetError
 from synthmix.core.seeding import derive_seed
 from synthmix.generators.ddpm import load_generator
 from synthmix.generators.ddpm_training import train_ddpm
-from synthmix.segmentation.data import load_mask
+from synthmix.segmentation.data import load_mask, save_mask
 from synthmix.segmentation.postprocess import encode_labels
 from synthmix.config import Params
 from synthmix.data.manifest import file_sha256, write_manifest
@@ -92,6 +93,11 @@ def map_seed(seed: int, index: int) -> int:
     return derive_seed("label-map", int(seed), int(index))
 
 
+def _sample_block(pipe, indices: Sequence[int], seed: int, steps: int) -> np.ndarray:
+    seeds = [map_seed(seed, i) for i in indices]
+    return pipe(class_ids=[0] * len(indices), seeds=seeds, num_inference_steps=steps, guidance_scale=1.0)[..., 0]
+
+
 def sample_label_maps(
     model_dir: str | os.PathLike, indices: Sequence[int], seed: int, steps: int, batch_size: int,
     device: torch.device | None = None,
@@ -101,11 +107,85 @@ def sample_label_maps(
     pipe, _ = load_generator(model_dir, device)
     out = []
     for lo in tqdm(range(0, len(indices), batch_size), desc="sample label maps", unit="batch"):
-        chunk = list(indices[lo : lo + batch_size])
-        seeds = [map_seed(seed, i) for i in chunk]
-        maps = pipe(class_ids=[0] * len(chunk), seeds=seeds, num_inference_steps=steps, guidance_scale=1.0)
-        out.append(maps[..., 0])
+        out.append(_sample_block(pipe, list(indices[lo : lo + batch_size]), seed, steps))
     return np.concatenate(out) if out else np.zeros((0, 0, 0), np.uint8)
+
+
+def generate_label_maps(
+    params: SegGenerateLabelsParams, model_dir: str | os.PathLike, image_size: int, out_dir: str | os.PathLike,
+    device: torch.device | None = None, scratch_root: str | os.PathLike | None = None,
+) -> dict:  # fmt: skip
+    """Sample ``params.count`` label maps, post-process them and write ``out_dir`` (raw/, masks/,
+    labels.jsonl), resumably: the work goes to a scratch folder keyed by the model weights, the
+    params, the image size and the device type, map by map (raw map, then its mask, which marks
+    it done); a re-run after a kill keeps the maps that decode and samples the rest in the same
+    aligned blocks (:mod:`.resumable`), so the files are those of an uninterrupted run. Returns
+    the metrics record plus ``generated`` / ``reused`` / ``corrupt_regenerated`` / ``seconds``."""
+    from synthmix.core.resume import run_key, scratch_dir
+    from synthmix.segmentation.postprocess import Report, postprocess, structuring_element
+    from synthmix.segmentation.resumable import blocks_to_run, image_ok, move_into_place, prune
+
+    p, out_dir = params, Path(out_dir)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    info = read_label_info(model_dir)
+    n_classes, res = len(info["classes"]), int(info["resolution"])
+    model_sha = file_sha256(Path(model_dir) / "unet" / "diffusion_pytorch_model.safetensors")
+    key = run_key({"model": model_sha, "labels": info, "params": p.model_dump(), "image_size": image_size,
+                   "device": device.type})  # fmt: skip
+    root = Path(scratch_root) if scratch_root is not None else None
+    scratch = scratch_dir(out_dir, "seg_generate_labels", key, root)
+    scratch.mkdir(parents=True, exist_ok=True)
+    raw_paths = [scratch / "raw" / f"{i:05d}.png" for i in range(p.count)]
+    mask_paths = [scratch / "masks" / f"{i:05d}.png" for i in range(p.count)]
+    done = [image_ok(r, (res, res), "L") and image_ok(m, (image_size, image_size), "L")
+            for r, m in zip(raw_paths, mask_paths)]  # fmt: skip
+    corrupt = sum(1 for d, m in zip(done, mask_paths) if not d and m.exists())
+    reused = sum(done)
+    blocks = blocks_to_run(p.count, p.batch_size, done)
+    log.info("label maps in %s: %d finished ones reused, %d to sample%s", scratch, reused, p.count - reused,
+             f" ({corrupt} unreadable leftovers)" if corrupt else "")
+    element = structuring_element(p.structuring_element, p.element_size)
+
+    def process(raw: np.ndarray) -> tuple[np.ndarray, Report]:
+        return postprocess(raw, n_classes, image_size, p.ramp_tolerance, element, p.min_island_size, p.neighbourhood)
+
+    start = time.perf_counter()
+    if blocks:
+        pipe, _ = load_generator(model_dir, device)
+        for block in tqdm(blocks, desc="sample label maps", unit="batch"):
+            for i, raw in zip(block, _sample_block(pipe, list(block), p.seed, p.steps)):
+                if done[i]:  # recomputed only as a batch-mate: the finished files stay untouched
+                    continue
+                mask, _ = process(raw)
+                save_mask(raw, raw_paths[i])
+                save_mask(mask, mask_paths[i])  # last: a readable mask marks the map finished
+    seconds = time.perf_counter() - start
+    prune(scratch, raw_paths + mask_paths, ("raw", "masks"))
+
+    total, records = Report(), []
+    for i in tqdm(range(p.count), desc="post-processing report", unit="map", leave=False):
+        # the report is recomputed from the stored raw map (post-processing is deterministic and cheap)
+        mask, report = process(load_mask(raw_paths[i]))
+        total.add(report)
+        records.append({
+            "path": str(mask_paths[i]), "label": "label_map", "source": "synthetic", "sha256": file_sha256(mask_paths[i]),
+            "index": i, "seed": map_seed(p.seed, i), "raw": f"raw/{i:05d}.png",
+            "generator": "label_ddpm", "steps": p.steps, "postprocess": report.as_dict(),
+            "class_pixels": np.bincount(mask.ravel(), minlength=n_classes)[:n_classes].tolist(),
+        })  # fmt: skip
+    write_manifest(scratch / "labels.jsonl", records)
+    superseded = move_into_place(scratch, out_dir)
+    pixels = np.sum([r["class_pixels"] for r in records], axis=0)
+    metrics = {
+        "maps": len(records), "label_resolution": res, "image_size": image_size,
+        **total.as_dict(), "islands_per_map": round(total.islands_removed / max(1, len(records)), 3),
+        "class_share": {c: round(float(v) / max(1, pixels.sum()), 5) for c, v in zip(info["classes"], pixels)},
+        "model_sha256": model_sha,
+    }  # fmt: skip
+    log.info("post-processing removed %d ramp pixels and %d islands (%d pixels) in %d maps",
+             total.ramp_pixels, total.islands_removed, total.island_pixels, len(records))
+    return {"metrics": metrics, "generated": p.count - reused, "reused": reused, "corrupt_regenerated": corrupt,
+            "seconds": round(seconds, 2), "removed_scratch": superseded}
 
 
 def seg_train_labels_stage(params: Params, *, train: Input, classes: Input, out: Output, metrics: Output) -> None:
@@ -125,39 +205,17 @@ def seg_train_labels_stage(params: Params, *, train: Input, classes: Input, out:
 
 def seg_generate_labels_stage(params: Params, *, model: Input, classes: Input, out: Output, metrics: Output) -> None:
     """Stage seg_generate_labels: sample label maps with the label DDPM, remove label islands and
-    ramp edges, upsample to the image size. Keeps each raw map beside its post-processed mask."""
+    ramp edges, upsample to the image size. Keeps each raw map beside its post-processed mask.
+
+    Resumable map by map: an interrupted run leaves its finished maps in
+    data/seg/.partial/seg_generate_labels-<hash> and the next run samples only the rest."""
     from synthmix.core.device import pick_device
     from synthmix.data.classes import read_class_info
-    from synthmix.segmentation.data import save_mask
-    from synthmix.segmentation.postprocess import Report, postprocess, structuring_element
 
-    p = params.seg_generate_labels
     real = read_class_info(classes)
-    info = read_label_info(model)
-    n_classes, size = len(info["classes"]), int(real["image_size"])
-    maps = sample_label_maps(model, range(p.count), p.seed, p.steps, p.batch_size, pick_device(params.device))
-    element = structuring_element(p.structuring_element, p.element_size)
-    total, records = Report(), []
-    with building_dir(out) as tmp:
-        for i, raw in enumerate(tqdm(maps, desc="post-process label maps", unit="map")):
-            mask, report = postprocess(raw, n_classes, size, p.ramp_tolerance, element, p.min_island_size, p.neighbourhood)
-            total.add(report)
-            raw_path, mask_path = tmp / "raw" / f"{i:05d}.png", tmp / "masks" / f"{i:05d}.png"
-            save_mask(raw, raw_path)
-            save_mask(mask, mask_path)
-            records.append({
-                "path": str(mask_path), "label": "label_map", "source": "synthetic", "sha256": file_sha256(mask_path),
-                "index": i, "seed": map_seed(p.seed, i), "raw": os.path.relpath(raw_path, tmp),
-                "generator": "label_ddpm", "steps": p.steps, "postprocess": report.as_dict(),
-                "class_pixels": np.bincount(mask.ravel(), minlength=n_classes)[:n_classes].tolist(),
-            })  # fmt: skip
-        write_manifest(tmp / "labels.jsonl", records)
-    pixels = np.sum([r["class_pixels"] for r in records], axis=0)
-    write_json(metrics, {
-        "maps": len(records), "label_resolution": int(maps.shape[1]), "image_size": size,
-        **total.as_dict(), "islands_per_map": round(total.islands_removed / max(1, len(records)), 3),
-        "class_share": {c: round(float(v) / max(1, pixels.sum()), 5) for c, v in zip(info["classes"], pixels)},
-        "model_sha256": file_sha256(Path(model) / "unet" / "diffusion_pytorch_model.safetensors"),
-    })  # fmt: skip
-    log.info("post-processing removed %d ramp pixels and %d islands (%d pixels) in %d maps",
-             total.ramp_pixels, total.islands_removed, total.island_pixels, len(records))
+    result = generate_label_maps(params.seg_generate_labels, model, int(real["image_size"]), out,
+                                 pick_device(params.device))  # fmt: skip
+    write_json(metrics, result["metrics"])
+    # how this run went (resume counts, seconds) differs between runs of the same inputs
+    write_timings(metrics, {k: result[k] for k in ("generated", "reused", "corrupt_regenerated", "seconds")})
+    print(f"{out}: {result['metrics']['maps']} label maps ({result['generated']} sampled, {result['reused']} reused)")

@@ -48,9 +48,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from synthmix.config.segmentation import SegTrainSpadeParams
+from synthmix.config.segmentation import SegGenerateImagesParams, SegTrainSpadeParams
 from synthmix.core.checkpoint import (
     META,
     checkpoint_sha256,
@@ -585,33 +586,77 @@ def seg_train_spade_stage(params: Params, *, train: Input, classes: Input, out: 
     write_json(history, result["history"])
 
 
-def seg_generate_images_stage(params: Params, *, labels: Input, spade: Input, out: Output, metrics: Output) -> None:
-    """Stage seg_generate_images: one SPADE image per post-processed label map (seeded per map);
-    ``labels`` is the seg_generate_labels folder (its labels.jsonl and masks)."""
+def generate_spade_images(
+    params: SegGenerateImagesParams, label_records: Sequence[dict], spade_dir: str | os.PathLike,
+    out_dir: str | os.PathLike, device: torch.device | str = "cpu", scratch_root: str | os.PathLike | None = None,
+) -> dict:  # fmt: skip
+    """One SPADE image per label map (noise seeded per map index) into ``out_dir`` (images/ +
+    pairs.jsonl pointing at the label masks), resumably: a scratch folder keyed by the SPADE
+    checkpoint's hash, the label masks' hashes, the params and the device type holds every
+    finished image; a re-run keeps those that decode and renders the rest in the same aligned
+    blocks (:mod:`.resumable`). Returns the metrics plus ``generated`` / ``reused`` /
+    ``corrupt_regenerated`` / ``seconds``."""
     from tqdm import tqdm
 
-    from synthmix.core.atomic import building_dir, write_json
-    from synthmix.core.device import pick_device
-    from synthmix.data.manifest import read_manifest
+    from synthmix.core.resume import run_key, scratch_dir
     from synthmix.segmentation.data import load_mask, pair_record, save_rgb, write_pairs
+    from synthmix.segmentation.resumable import blocks_to_run, image_ok, move_into_place, prune
 
-    p = params.seg_generate_images
+    p, out_dir, device = params, Path(out_dir), torch.device(device)
+    spade_hash = checkpoint_sha256(spade_dir)  # weights + meta.json: both only what the inputs determine
+    key = run_key({"spade": spade_hash, "labels": [[r["index"], r["sha256"]] for r in label_records],
+                   "params": p.model_dump(), "device": device.type})  # fmt: skip
+    root = Path(scratch_root) if scratch_root is not None else None
+    scratch = scratch_dir(out_dir, "seg_generate_images", key, root)
+    scratch.mkdir(parents=True, exist_ok=True)
+    paths = [scratch / "images" / f"{r['index']:05d}.png" for r in label_records]
+    sizes = []
+    for r in label_records:
+        with Image.open(r["path"]) as m:
+            sizes.append(m.size)
+    done = [image_ok(path, size, "RGB") for path, size in zip(paths, sizes)]
+    corrupt = sum(1 for d, path in zip(done, paths) if not d and path.exists())
+    reused = sum(done)
+    blocks = blocks_to_run(len(label_records), p.batch_size, done)
+    log.info("SPADE images in %s: %d finished ones reused, %d to render", scratch, reused, len(paths) - reused)
+    seeds = [image_seed_for(p.seed, r["index"]) for r in label_records]
+    start = time.perf_counter()
+    if blocks:
+        g = load_spade(spade_dir, device)
+        for block in tqdm(blocks, desc="SPADE images", unit="batch"):
+            masks = np.stack([load_mask(label_records[i]["path"]) for i in block])
+            for i, image in zip(block, render(g, masks, [seeds[i] for i in block])):
+                if not done[i]:  # a finished batch-mate is recomputed, never rewritten
+                    save_rgb(image, paths[i])
+    seconds = time.perf_counter() - start
+    prune(scratch, paths, ("images",))
+    # paths as they will be after the move: relative to out_dir, not to the scratch folder
+    pairs = []
+    for rec, path, seed in zip(label_records, paths, seeds):
+        pair = pair_record(path, rec["path"], "synthetic", generator="spade", spade_sha256=spade_hash,
+                           seed=seed, label_seed=rec["seed"], index=rec["index"])  # fmt: skip
+        pairs.append({**pair, "path": str(out_dir.resolve() / path.relative_to(scratch))})
+    write_pairs(scratch / "pairs.jsonl", pairs, base=out_dir)
+    superseded = move_into_place(scratch, out_dir)
+    return {"metrics": {"pairs": len(pairs), "spade_sha256": spade_hash}, "generated": len(paths) - reused,
+            "reused": reused, "corrupt_regenerated": corrupt, "seconds": round(seconds, 2),
+            "removed_scratch": superseded}  # fmt: skip
+
+
+def seg_generate_images_stage(params: Params, *, labels: Input, spade: Input, out: Output, metrics: Output) -> None:
+    """Stage seg_generate_images: one SPADE image per post-processed label map (seeded per map);
+    ``labels`` is the seg_generate_labels folder (its labels.jsonl and masks).
+
+    Resumable image by image: an interrupted run leaves its finished images in
+    data/seg/.partial/seg_generate_images-<hash> and the next run renders only the rest."""
+    from synthmix.core.atomic import write_json
+    from synthmix.core.device import pick_device
+    from synthmix.core.timings import write_timings
+    from synthmix.data.manifest import read_manifest
+
     label_records = read_manifest(Path(labels) / "labels.jsonl")
-    g = load_spade(spade, pick_device(params.device))
-    spade_hash = checkpoint_sha256(spade)  # weights + meta.json: both only what the inputs determine
-    made = []
-    with building_dir(out) as tmp:
-        for lo in tqdm(range(0, len(label_records), p.batch_size), desc="SPADE images", unit="batch"):
-            chunk = label_records[lo : lo + p.batch_size]
-            masks = np.stack([load_mask(r["path"]) for r in chunk])
-            seeds = [image_seed_for(p.seed, r["index"]) for r in chunk]
-            for rec, image, seed in zip(chunk, render(g, masks, seeds), seeds):
-                path = tmp / "images" / f"{rec['index']:05d}.png"
-                save_rgb(image, path)
-                made.append((path, rec, seed))
-        # tmp is a sibling of out, so paths relative to it stay valid after the rename
-        pairs = [pair_record(path, rec["path"], "synthetic", generator="spade", spade_sha256=spade_hash,
-                             seed=seed, label_seed=rec["seed"], index=rec["index"])  # fmt: skip
-                 for path, rec, seed in made]
-        write_pairs(tmp / "pairs.jsonl", pairs)
-    write_json(metrics, {"pairs": len(pairs), "spade_sha256": spade_hash})
+    result = generate_spade_images(params.seg_generate_images, label_records, spade, out, pick_device(params.device))
+    write_json(metrics, result["metrics"])
+    # how this run went (resume counts, seconds) differs between runs of the same inputs
+    write_timings(metrics, {k: result[k] for k in ("generated", "reused", "corrupt_regenerated", "seconds")})
+    print(f"{out}: {result['metrics']['pairs']} SPADE images ({result['generated']} rendered, {result['reused']} reused)")
