@@ -41,6 +41,7 @@ TINY = {
     "seg_train_labels": {"resolution": 16, "block_out_channels": [8, 16], "steps": 3, "batch_size": 8},
     "seg_generate_labels": {"count": 4, "steps": 2},
     "seg_train_spade": {"ngf": 8, "ndf": 8, "spade_hidden": 8, "z_dim": 8, "steps": 2, "batch_size": 4},
+    "seg_filter": {"epochs": 1},  # when a test turns it on: one epoch of the scoring segmenter
     "seg_mix": {"names": ["rep0", "rep25"]},
     "seg_train": {"models": ["bisenetv2", "ppliteseg_t"], "seeds": [0], "epochs": 1, "batch_size": 8},
     "seg_evaluate": {"overlay_count": 2},

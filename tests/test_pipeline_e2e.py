@@ -41,7 +41,7 @@ def test_repro_builds_every_stage(repo):
     # the segmentation branch (study 5)
     seg_mixes, seg_models, seg_seeds = TINY["seg_mix"]["names"], TINY["seg_train"]["models"], TINY["seg_train"]["seeds"]
     expected |= {"seg_prepare", "seg_train_labels", "seg_generate_labels", "seg_train_spade",
-                 "seg_generate_images", "seg_summarize"}
+                 "seg_generate_images", "seg_filter", "seg_summarize"}
     expected |= {f"seg_mix@{m}" for m in seg_mixes}
     expected |= {f"{s}@{m}-{a}-{seed}" for s in ("seg_train", "seg_evaluate")
                  for m in seg_mixes for a in seg_models for seed in seg_seeds}

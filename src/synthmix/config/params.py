@@ -27,6 +27,7 @@ from synthmix.config.personalize import EraseParams, TrainLoraParams, TrainTextu
 from synthmix.config.quality import FidelityParams
 from synthmix.config.segmentation import (
     SegEvaluateParams,
+    SegFilterParams,
     SegGenerateImagesParams,
     SegGenerateLabelsParams,
     SegMixParams,
@@ -63,6 +64,7 @@ class Params(Section):
     seg_generate_labels: SegGenerateLabelsParams
     seg_train_spade: SegTrainSpadeParams
     seg_generate_images: SegGenerateImagesParams
+    seg_filter: SegFilterParams
     seg_mix: SegMixParams
     seg_train: SegTrainParams
     seg_evaluate: SegEvaluateParams

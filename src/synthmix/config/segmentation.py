@@ -146,6 +146,23 @@ class SegGenerateImagesParams(Section):
     seed: int
 
 
+class SegFilterParams(Section):
+    """FreeMask (Yang et al., NeurIPS 2023): noisy synthetic pixels ignored, hard pairs re-sampled."""
+
+    enabled: bool
+    # the scoring segmenter (trained on the real train split with seg_train's settings)
+    model: SegModelName
+    epochs: int = Field(ge=1)
+    # a synthetic pixel becomes ignore_index when its loss > tolerance_margin x its class's mean loss
+    tolerance_margin: float = Field(gt=0)
+    # where the class means come from: real (the real train pixels) | synthetic (all synthetic pixels)
+    class_mean_from: Literal["real", "synthetic"]
+    resample: bool
+    hardness_power: float = Field(ge=0)
+    preview_count: int = Field(ge=1)
+    seed: int
+
+
 class SegMixParams(Section):
     # repN: the real train size, N % of the pairs replaced by synthetic ones; addN: all real
     # pairs plus N % as many synthetic ones
