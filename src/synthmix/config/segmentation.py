@@ -34,6 +34,9 @@ class SegPrepareParams(Section):
     # folder_pairs only: one [r, g, b] mask colour per class; null = masks hold integer ids
     palette: Optional[list[list[int]]]
     ignore_index: int = Field(ge=0, le=255)
+    # folder_pairs id masks: class id = mask value - id_offset; values below it are no-data
+    # (ignore_index). LoveDA: 1 (its 0 = no-data, 1..7 = background..agriculture)
+    id_offset: int = Field(ge=0, le=254)
     image_size: int = Field(ge=32)
     train_count: int = Field(ge=1)
     val_count: int = Field(ge=1)
@@ -77,6 +80,11 @@ class SegPrepareParams(Section):
                     raise ValueError(f"seg_prepare.palette entry {c} must be [r, g, b] with 0..255 values")
             if len({tuple(c) for c in self.palette}) != len(self.palette):
                 raise ValueError("seg_prepare.palette colours must be distinct")
+        if self.id_offset and (self.palette is not None or self.source != "folder_pairs"):
+            raise ValueError(
+                f"seg_prepare.id_offset = {self.id_offset} applies to folder_pairs id masks only: "
+                "set it to 0, or use source folder_pairs with palette null"
+            )
         if self.source == "fashion_mnist_scenes" and self.item_size[1] > self.image_size:
             raise ValueError(
                 f"seg_prepare.item_size = {self.item_size} exceeds image_size = {self.image_size}"

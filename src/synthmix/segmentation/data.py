@@ -119,13 +119,16 @@ def load_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def decode_mask(
-    mask: Image.Image, where: str, n_classes: int, ignore_index: int, palette: Sequence[Sequence[int]] | None
+    mask: Image.Image, where: str, n_classes: int, ignore_index: int, palette: Sequence[Sequence[int]] | None,
+    id_offset: int = 0,
 ) -> np.ndarray:
     """Class ids of a user mask; values outside ``0..n_classes-1`` and the ignore index are errors.
 
     Without a palette the mask must hold ids: a grey ("L"/"I") image's values, or a palette
-    ("P") PNG's indices. With ``palette`` (one colour per class) an RGB mask is mapped colour by
-    colour; any other colour is an error naming the file.
+    ("P") PNG's indices; with ``id_offset`` a value v is class ``v - id_offset`` and values below
+    ``id_offset`` are no-data (the ignore index): LoveDA's masks hold 0 = no-data, 1..7 = classes.
+    With ``palette`` (one colour per class) an RGB mask is mapped colour by colour; any other
+    colour is an error naming the file.
     """
     if palette is None:
         if mask.mode in ("RGB", "RGBA"):
@@ -140,11 +143,15 @@ def decode_mask(
             ids = np.asarray(mask).astype(np.int64)
         else:
             ids = np.asarray(mask.convert("L")).astype(np.int64)
+        raw = ids
+        if id_offset:
+            ids = np.where((raw < id_offset) | (raw == ignore_index), ignore_index, raw - id_offset)
         known = (ids < n_classes) | (ids == ignore_index)
         if not known.all():
-            bad = sorted(int(v) for v in np.unique(ids[~known]))[:10]
+            bad = sorted(int(v) for v in np.unique(raw[~known]))[:10]
+            shift = f" + seg_prepare.id_offset {id_offset}" if id_offset else ""
             raise DataError(
-                f"mask {where} holds values {bad} that are neither a class id (0..{n_classes - 1}, "
+                f"mask {where} holds values {bad} that are neither a class id (0..{n_classes - 1}{shift}, "
                 f"seg_prepare.classes) nor seg_prepare.ignore_index = {ignore_index}"
             )
         return ids.astype(np.uint8)
@@ -208,7 +215,7 @@ def find_folder_pairs(root: str | os.PathLike) -> list[tuple[Path, Path]]:
 
 def load_folder_pair(
     image_path: Path, mask_path: Path, n_classes: int, ignore_index: int,
-    palette: Sequence[Sequence[int]] | None, size: int,
+    palette: Sequence[Sequence[int]] | None, size: int, id_offset: int = 0,
 ) -> tuple[Image.Image, np.ndarray]:  # fmt: skip
     """One user pair, checked (same size, known mask values) and resized to ``size``."""
     image = load_rgb(image_path)
@@ -223,7 +230,7 @@ def load_folder_pair(
             f"image {image_path} is {image.size[0]}x{image.size[1]} but its mask {mask_path} is "
             f"{mask.size[0]}x{mask.size[1]}: a mask must have its image's size"
         )
-    ids = decode_mask(mask, str(mask_path), n_classes, ignore_index, palette)
+    ids = decode_mask(mask, str(mask_path), n_classes, ignore_index, palette, id_offset)
     return resize_pair(image, ids, size)
 
 

@@ -140,7 +140,7 @@ def _write_folder_pairs(params: SegPrepareParams, out: Path) -> dict:
         for i in splits[split]:
             image_path, mask_path = pairs[int(i)]
             image, ids = load_folder_pair(image_path, mask_path, n_classes, params.ignore_index,
-                                          params.palette, params.image_size)  # fmt: skip
+                                          params.palette, params.image_size, params.id_offset)  # fmt: skip
             name = f"{image_path.stem}.png"
             img_out, mask_out = out / "images" / split / name, out / "masks" / split / name
             save_rgb(image, img_out)
