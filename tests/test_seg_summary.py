@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from synthmix.segmentation.summary import markdown, summarize_seg
+from synthmix.segmentation.summary import markdown, summarize_seg, table1
 
 SEEDS = [0, 1, 2]
 BASE = [0.60, 0.64, 0.59]
@@ -41,3 +41,12 @@ def test_paired_difference_and_per_class_deltas():
     assert f"| bisenetv2 | rep10 | 3 / 30 | 55.67 ± 6.03 |" in table
     assert f"| {ref.pvalue:.3g} |" in table and "paired Δ 95 % CI (pts)" in table
     assert "| bisenetv2 | rep10 | 80.00 (-10.00) | 40.00 (-10.00) | 20.00 (-30.00) |" in table
+
+
+def test_table_1_layout_models_by_mixes():
+    out = summarize_seg(_runs(), ["rep0", "rep10"], ["bisenetv2"], SEEDS, "rep0", 0.95, ["bg", "a", "b"])
+    half = stats.t.ppf(0.975, 2) * stats.tstd(MIX) / 3**0.5
+    lines = table1(out).splitlines()
+    assert lines[0] == "| Model | rep0 | rep10 |"
+    assert lines[2].startswith("| bisenetv2 | 61.00 ± ") and lines[2].endswith(f" | 55.67 ± {100 * half:.2f} |")
+    assert markdown(out).startswith("mIoU (%) on the real test split, mean over 3 seeds ± half the 95 % interval")

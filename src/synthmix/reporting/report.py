@@ -242,6 +242,13 @@ def write_report(
                   "image-to-image variants); tables from `fewshot_summarize`.", "",
                   fewshot_md.read_text(encoding="utf-8").strip(), "",
                   f"![few-shot accuracy vs examples per class]({rel(m / 'fewshot' / 'accuracy_vs_shots.png')})", ""]
+    # a link, not the table: reading metrics/seg/ here would make `dvc repro report` run the whole
+    # segmentation branch first (or, undeclared, copy a table of another run)
+    lines += ["## Segmentation (study 5)", "",
+              "The segmentation branch's results (mIoU of each model on each mix, mean ± half the interval "
+              "across seeds in the source's Table 1 layout, then the seed-paired comparison with the baseline "
+              f"and per-class IoU) are in [seg/summary.md]({rel(m / 'seg' / 'summary.md')}), written by "
+              "`seg_summarize`.", ""]
     lines += ["## Fidelity of the synthetic set", ""]
     lines += [fidelity_md.strip() if fidelity_md else "(the fidelity stage has not run)", ""]
     if qc is not None:

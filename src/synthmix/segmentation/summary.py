@@ -63,10 +63,38 @@ def _pts(x) -> str:
     return "–" if x is None else f"{100 * x:+.2f}"
 
 
+def table1(summary: dict) -> str:
+    """The source study's Table 1 layout: one row per model, one column per mix, each cell the mIoU
+    (%) mean over seeds +- the half-width of its interval (a single seed: the mean alone)."""
+    models = list(dict.fromkeys(r["model"] for r in summary["rows"]))
+    mixes = list(dict.fromkeys(r["mix"] for r in summary["rows"]))
+    cell = {(r["model"], r["mix"]): r for r in summary["rows"]}
+    lines = ["| Model | " + " | ".join(mixes) + " |", "|---|" + "---:|" * len(mixes)]
+    for model in models:
+        cells = []
+        for mix in mixes:
+            r = cell.get((model, mix))
+            if r is None:
+                cells.append("–")
+                continue
+            half = None if r["miou_ci_high"] is None else (r["miou_ci_high"] - r["miou_ci_low"]) / 2
+            cells.append(_pct(r["miou_mean"]) + ("" if half is None else f" ± {100 * half:.2f}"))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(summary: dict) -> str:
     conf = round(100 * summary["confidence"])
     base = summary["baseline"]
+    n = len(summary.get("seeds", []))
     lines = [
+        f"mIoU (%) on the real test split, mean over {n} seed{'s' if n != 1 else ''} ± half the {conf} % "
+        "interval (models × mixes, the source's Table 1 layout):",
+        "",
+        table1(summary).rstrip("\n"),
+        "",
+        "Per run set:",
+        "",
         f"| Model | Mix | Synthetic / train pairs | mIoU (%) | {conf} % CI | Δ vs {base} (pts) | "
         f"paired Δ {conf} % CI (pts) | p (paired t) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
