@@ -50,3 +50,28 @@ def test_table_1_layout_models_by_mixes():
     assert lines[0] == "| Model | rep0 | rep10 |"
     assert lines[2].startswith("| bisenetv2 | 61.00 ± ") and lines[2].endswith(f" | 55.67 ± {100 * half:.2f} |")
     assert markdown(out).startswith("mIoU (%) on the real test split, mean over 3 seeds ± half the 95 % interval")
+
+
+def test_the_same_test_images_are_compared_image_by_image_with_a_signed_rank_test():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base_img = rng.uniform(0.3, 0.9, (3, 40))  # 3 seeds x 40 test images
+    runs = _runs()
+    for s in SEEDS:
+        runs[("rep0", "bisenetv2", s)]["per_image_miou"] = base_img[s].tolist()
+        # the mix is 2 points worse on 30 images, 1 point better on 10
+        runs[("rep10", "bisenetv2", s)]["per_image_miou"] = (base_img[s] + np.r_[[-0.02] * 30, [0.01] * 10]).tolist()
+    out = summarize_seg(runs, ["rep0", "rep10"], ["bisenetv2"], SEEDS, "rep0", 0.95, ["bg", "a", "b"])
+    img = out["rows"][1]["paired_vs_baseline"]["per_image"]
+    mix_mean, base_mean = np.mean([runs[("rep10", "bisenetv2", s)]["per_image_miou"] for s in SEEDS], 0), base_img.mean(0)
+    ref = stats.wilcoxon(mix_mean, base_mean)
+    assert img["n"] == 40 and img["median_diff"] == pytest.approx(-0.02) and img["p"] == pytest.approx(ref.pvalue)
+    assert img["p"] < 0.01
+    table = markdown(out)
+    assert "p (signed-rank, images)" in table and f"| -2.00 | {ref.pvalue:.3g} |" in table
+    # identical per-image scores: no difference to test
+    for s in SEEDS:
+        runs[("rep10", "bisenetv2", s)]["per_image_miou"] = base_img[s].tolist()
+    same = summarize_seg(runs, ["rep0", "rep10"], ["bisenetv2"], SEEDS, "rep0", 0.95, ["bg", "a", "b"])
+    assert same["rows"][1]["paired_vs_baseline"]["per_image"]["p"] is None

@@ -73,3 +73,20 @@ def mcnemar_exact(base_correct: np.ndarray, mix_correct: np.ndarray) -> dict:
     c = int(np.sum(~base_correct & mix_correct))
     p = 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
     return {"baseline_only": b, "mix_only": c, "p": p}
+
+
+def signed_rank(mix_scores: Sequence[float], base_scores: Sequence[float]) -> dict:
+    """Wilcoxon signed-rank test of paired per-item scores (e.g. per-test-image mIoU of a mix
+    against the baseline): median and mean difference, and the two-sided p (None when every
+    difference is zero: the two agree everywhere)."""
+    a = np.asarray(mix_scores, dtype=float)
+    b = np.asarray(base_scores, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise SynthmixError(f"signed-rank test needs paired scores, got {a.size} and {b.size}")
+    d = a - b
+    out = {"n": int(d.size), "median_diff": float(np.median(d)), "mean_diff": float(d.mean()), "p": None}
+    if np.any(d != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out["p"] = finite_or_none(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+    return out

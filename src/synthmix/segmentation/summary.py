@@ -1,7 +1,9 @@
 """seg_summarize: model x mix -> mIoU mean and Student-t interval across training seeds, the
 seed-paired difference to the baseline mix (mean, interval and paired t-test of the per-seed
-differences: both runs of a pair share the seed, so seed-to-seed variation cancels), and
-per-class IoU with its difference to the baseline."""
+differences: both runs of a pair share the seed, so seed-to-seed variation cancels), the
+image-paired difference on the same test images (each image's mIoU, mean over seeds, against
+the baseline's: Wilcoxon signed-rank test), and per-class IoU with its difference to the
+baseline."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from synthmix.core.errors import DataError
-from synthmix.stats import mean_std_ci, paired_t
+from synthmix.stats import mean_std_ci, paired_t, signed_rank
 from synthmix.config import Params
 from synthmix.core.stage import Input, Output
 
@@ -43,6 +45,11 @@ def summarize_seg(
                 ci = mean_std_ci(diffs, confidence)
                 paired = {"diffs": diffs, "mean": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
                           **{f"t_{k}": v for k, v in paired_t(vals, base).items()}}  # fmt: skip
+                per_image = [runs[(m, model, s)].get("per_image_miou") for m in (mix, baseline) for s in seeds]
+                if all(per_image):  # each test image's mIoU, mean over seeds, mix against baseline
+                    k = len(seeds)
+                    mix_img, base_img = np.mean(per_image[:k], axis=0), np.mean(per_image[k:], axis=0)
+                    paired["per_image"] = signed_rank(mix_img, base_img)
             rows.append({
                 "model": model, "mix": mix, "synthetic_pairs": runs[(mix, model, seeds[0])].get("synthetic_pairs"),
                 "train_pairs": runs[(mix, model, seeds[0])].get("train_pairs"),
@@ -96,21 +103,24 @@ def markdown(summary: dict) -> str:
         "Per run set:",
         "",
         f"| Model | Mix | Synthetic / train pairs | mIoU (%) | {conf} % CI | Δ vs {base} (pts) | "
-        f"paired Δ {conf} % CI (pts) | p (paired t) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"paired Δ {conf} % CI (pts) | p (paired t) | per-image median Δ (pts) | p (signed-rank, images) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
         sd = "" if r["miou_std"] is None else f" ± {100 * r['miou_std']:.2f}"
         ci = "–" if r["miou_ci_low"] is None else f"[{_pct(r['miou_ci_low'])}, {_pct(r['miou_ci_high'])}]"
         pr = r["paired_vs_baseline"]
+        img = (pr or {}).get("per_image")
         if pr is None:
-            delta, pci, p = "(baseline)", "", ""
+            delta, pci, p, imed, ip = "(baseline)", "", "", "", ""
         else:
             delta = f"{100 * r['delta_vs_baseline']:+.2f}"
             pci = "–" if pr["ci_low"] is None else f"[{_pts(pr['ci_low'])}, {_pts(pr['ci_high'])}]"
             p = "–" if pr["t_p"] is None else f"{pr['t_p']:.3g}"
+            imed = "–" if img is None else _pts(img["median_diff"])
+            ip = "–" if img is None or img["p"] is None else f"{img['p']:.3g}"
         lines.append(f"| {r['model']} | {r['mix']} | {r['synthetic_pairs']} / {r['train_pairs']} | "
-                     f"{_pct(r['miou_mean'])}{sd} | {ci} | {delta} | {pci} | {p} |")  # fmt: skip
+                     f"{_pct(r['miou_mean'])}{sd} | {ci} | {delta} | {pci} | {p} | {imed} | {ip} |")  # fmt: skip
     classes = list(summary["rows"][0]["iou_per_class"]) if summary["rows"] else []
     lines += ["", f"Per-class IoU (%), mean over seeds (Δ vs {base} in points, seed-paired):", "",
               "| Model | Mix | " + " | ".join(classes) + " |", "|---|---|" + "---:|" * len(classes)]  # fmt: skip

@@ -196,7 +196,7 @@ def seg_evaluate_stage(params: Params, mix: str, model: str, seed: int, *, check
     from synthmix.core.device import pick_device
     from synthmix.data.classes import read_class_info
     from synthmix.segmentation.data import load_pairs_arrays, read_pairs
-    from synthmix.segmentation.metrics import overlay_grid
+    from synthmix.segmentation.metrics import iou_scores, overlay_grid
 
     p = params.seg_evaluate
     info = read_class_info(classes)
@@ -207,12 +207,16 @@ def seg_evaluate_stage(params: Params, mix: str, model: str, seed: int, *, check
     meter = IoUMeter(len(info["classes"]), info["ignore_index"])
     meter.update(pred, torch.from_numpy(masks))
     scores = meter.compute()
+    # each test image's own mIoU: the summary pairs them image by image with the baseline mix
+    per_image = [round(iou_scores(pred[i], torch.from_numpy(masks[i]), len(info["classes"]),
+                                  info["ignore_index"])["miou"], 6) for i in range(len(images))]
     write_json(metrics, {
         "mix": mix, "model": model, "seed": seed, "miou": round(scores["miou"], 6),
         "pixel_accuracy": round(scores["pixel_accuracy"], 6),
         "iou": [None if v is None else round(v, 6) for v in scores["iou"]],
         "iou_per_class": {c: None if v is None else round(v, 6) for c, v in zip(info["classes"], scores["iou"])},
         "n_test": len(images), "train_pairs": state["train_pairs"], "synthetic_pairs": state.get("synthetic_pairs"),
+        "per_image_miou": per_image,
     })  # fmt: skip
     n = min(p.overlay_count, len(images))
     overlay_grid(images[:n], masks[:n], pred[:n].numpy(), info["colors"], overlay)
