@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
@@ -90,8 +91,9 @@ def test_img2img_generate_records_sources_and_is_batch_and_resume_independent(mo
     by_source = Counter(r["source_sha256"] for r in records)
     assert set(by_source) == {s["sha256"] for s in sources} and set(by_source.values()) == {2}
     src_label = {s["sha256"]: (s["label"], s["path"]) for s in sources}
-    for r in records:
-        assert (r["label"], r["source_path"]) == src_label[r["source_sha256"]]
+    for r in records:  # the source path is stored relative to the working directory (no machine path)
+        assert not r["source_path"].startswith("/")
+        assert (r["label"], os.path.normpath(os.path.abspath(r["source_path"]))) == src_label[r["source_sha256"]]
         assert r["strength"] in STRENGTHS and r["variant"] in (0, 1) and r["img2img"] == "sdedit"
         assert r["steps"] == 4 and r["guidance_scale"] == 2.0 and isinstance(r["seed"], int)
     digests = {r["source_sha256"] + str(r["variant"]): r["sha256"] for r in records}

@@ -312,7 +312,9 @@ def test_ddpm_backend_and_flags_off_write_only_the_index(tmp_path):
     params = validate_params(copy.deepcopy(shipped()))  # the default: backend ddpm
     for stage, name in ((train_lora_stage, "lora"), (train_textual_inversion_stage, "ti")):
         out, metrics = tmp_path / name, tmp_path / f"{name}.json"
-        stage(params, train=tmp_path / "unused.jsonl", classes=tmp_path / "unused.json", out=out, metrics=metrics)
+        erased = {"erased": tmp_path / "unused"} if stage is train_textual_inversion_stage else {}
+        stage(params, train=tmp_path / "unused.jsonl", classes=tmp_path / "unused.json", out=out, metrics=metrics,
+              **erased)
         assert [p.name for p in out.iterdir()] == [INDEX]
         index = json.loads((out / INDEX).read_text())
         assert index["backend"] == "ddpm" and index["trained"] == [] and "no text encoder" in index["reason"]

@@ -538,6 +538,7 @@ def test_stage_script_writes_metrics_and_reports_errors(fake_fmnist, tmp_path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["prepare"].update(root=str(fake_fmnist), train_per_class=3, val_per_class=1, test_per_class=2,
                           classes=["trouser", "bag"])  # fmt: skip
+    raw["fewshot"]["shots"] = [1, 2]  # the few-shot branch may not ask for more than train_per_class
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, str(REPO / "stages" / "prepare.py"), "--params", str(params),

@@ -32,7 +32,7 @@ def test_dvc_repro_generate_with_stable_diffusion(tmp_path):
     }}
     repo = make_repo(tmp_path, overrides)
     ran = repo.repro("train_generator", "train_lora", "train_textual_inversion")
-    assert ran == {"prepare", "train_generator", "train_lora", "train_textual_inversion"}  # the last two: index only
+    assert ran == {"prepare", "train_generator", "train_lora", "train_textual_inversion", "erase"}  # the last three: index only
     info = json.loads((repo.root / "models/generator/generator.json").read_text())
     assert info["trained"] is False and info["classes"] == TINY["prepare"]["classes"]
     assert json.loads((repo.root / "metrics/generator.json").read_text())["steps"] == 0
@@ -76,7 +76,7 @@ def test_dvc_repro_trained_lora_and_tokens_through_evaluate(tmp_path):
                                              "num_vectors": 2}}
     repo = make_repo(tmp_path, overrides)
     repo.env["OMP_NUM_THREADS"] = "1"  # a 2-core machine shared with other jobs: one thread per stage
-    chain = ["prepare", "train_lora", "train_textual_inversion", "train_generator", "generate", "qc", "mix@pct50",
+    chain = ["prepare", "train_lora", "erase", "train_textual_inversion", "train_generator", "generate", "qc", "mix@pct50",
              "train@pct50-0", "evaluate@pct50-0"]
     assert repo.repro("--single-item", *chain) == set(chain)
     classes = TINY["prepare"]["classes"]
