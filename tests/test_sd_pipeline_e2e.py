@@ -45,7 +45,8 @@ def test_dvc_repro_generate_with_stable_diffusion(tmp_path):
     assert any(" of a " in r["prompt"] and "(sneaker):1.4" in r["prompt"] for r in lines)
     assert (repo.root / "data/synthetic" / lines[0]["path"]).read_bytes()[:4] == b"\x89PNG"
     stats = json.loads((repo.root / "metrics/generate.json").read_text())
-    assert stats["generated"] == 3 * n and stats["backend"] == "sd"
+    run = json.loads((repo.root / "metrics/timings/generate.json").read_text())  # how the run went: not hashed
+    assert stats["total"] == run["generated"] == 3 * n and stats["backend"] == "sd"
     repo.commit("sd set")
     assert repo.repro("--single-item", "generate") == set()  # up to date
 
