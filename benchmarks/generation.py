@@ -40,6 +40,7 @@ from PIL import Image
 from synthmix import generate as gen
 from synthmix.generators import base
 from synthmix.config.generation import GenerateParams
+from synthmix.config.presets import deep_merge
 from synthmix.generators.schedulers import make_scheduler
 from synthmix.generators.stable_diffusion import StableDiffusionBackend
 from synthmix.testing.sd_architectures import build_pipeline
@@ -55,16 +56,8 @@ def sync(device: torch.device) -> None:
 
 def generate_params(**overrides) -> GenerateParams:
     """params.yaml's generate section with ``overrides`` merged in, key by key."""
-    def merge(into: dict, values: dict) -> dict:
-        for key, value in values.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = value
-        return into
-
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())["generate"]
-    return GenerateParams(**merge(shipped, overrides))
+    return GenerateParams(**deep_merge(shipped, overrides))
 
 
 def source_images(root: Path, n: int, size: int) -> list[dict]:

@@ -93,17 +93,10 @@ class Repo:
     def set_params(self, **sections):
         """Update params.yaml section by section, nested mappings key by key (keys not given keep
         their values)."""
-        def merge(into: dict, values: dict) -> None:
-            for key, value in values.items():
-                if isinstance(value, dict) and isinstance(into.get(key), dict):
-                    merge(into[key], value)
-                else:
-                    into[key] = value
+        from synthmix.config.presets import deep_merge
 
         path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        for section, values in sections.items():
-            merge(params.setdefault(section, {}), values)
+        params = deep_merge(yaml.safe_load(path.read_text()), sections)
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
     def commit(self, message: str):
