@@ -12,9 +12,11 @@ repro: setup
 	dvc repro
 
 test: setup
+	ruff check
 	python -m pytest
 
 test-fast: setup
+	ruff check
 	python -m pytest -m "not e2e"
 
 clean-partial:

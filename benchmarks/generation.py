@@ -38,9 +38,9 @@ import yaml
 from PIL import Image
 
 from synthmix import generate as gen
-from synthmix.generators import base
-from synthmix.config.generation import GenerateParams
 from synthmix.config.presets import deep_merge
+from synthmix.config.sections.generate import GenerateParams
+from synthmix.generators import base
 from synthmix.generators.schedulers import make_scheduler
 from synthmix.generators.stable_diffusion import StableDiffusionBackend
 from synthmix.testing.sd_architectures import build_pipeline

@@ -38,8 +38,10 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from synthmix.classify.train import build_model, embed, freeze_backbone, load_images, train_classifier
-from synthmix.config.classify import TrainParams
+from synthmix.classify.models import build_model, embed, freeze_backbone
+from synthmix.classify.train import train_classifier
+from synthmix.config.sections.train import TrainParams
+from synthmix.data.images import load_images
 from synthmix.data.manifest import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]

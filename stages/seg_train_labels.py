@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Stage seg_train_labels: synthmix.segmentation.label_ddpm.seg_train_labels_stage (its docstring says what it does; dvc.yaml gives its paths)."""
 
-from synthmix.core.stage import run_stage
+from synthmix.runner import run_stage
 from synthmix.segmentation.label_ddpm import seg_train_labels_stage
 
 if __name__ == "__main__":

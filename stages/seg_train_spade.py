@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Stage seg_train_spade: synthmix.segmentation.spade.seg_train_spade_stage (its docstring says what it does; dvc.yaml gives its paths)."""
 
-from synthmix.core.stage import run_stage
+from synthmix.runner import run_stage
 from synthmix.segmentation.spade import seg_train_spade_stage
 
 if __name__ == "__main__":

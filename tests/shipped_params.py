@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from synthmix.config.params import Params
+from synthmix.config.loading import schema_of
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -25,9 +25,10 @@ def shipped() -> dict:
 
 def section(path: str, **overrides):
     """The validated section at dotted ``path`` (e.g. ``generate.prompt``) with ``overrides`` applied."""
-    raw = copy.deepcopy(shipped())
-    model = Params
-    for key in path.split("."):
+    keys = path.split(".")
+    raw = copy.deepcopy(shipped())[keys[0]]
+    model = schema_of(keys[0])
+    for key in keys[1:]:
         raw = raw[key]
         model = model.model_fields[key].annotation
     return model.model_validate(_merge(raw, overrides))

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from synthmix.classify.train import CHECKPOINT_FORMAT, load_classifier
+from shipped_params import section
+from synthmix.classify.models import CHECKPOINT_FORMAT, load_classifier
 from synthmix.core.checkpoint import (
     META,
     TENSORS,
@@ -23,8 +24,6 @@ from synthmix.core.errors import DataError, MissingAssetError
 from synthmix.quality.fidelity import FEATURES_FORMAT, load_features, save_features
 from synthmix.segmentation import spade as spade_mod
 from synthmix.segmentation import train as seg_train_mod
-from shipped_params import section
-
 
 
 class Payload:

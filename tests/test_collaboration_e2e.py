@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from dvc_repo import TIMEOUT, TINY, Repo, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e

@@ -10,18 +10,18 @@ import torch
 import torchvision
 from PIL import Image
 
+from shipped_params import shipped
 from synthmix.classify.crossdata import (
     class_mapping,
     cross_dataset_summary,
     load_test_set,
 )
 from synthmix.classify.evaluate import evaluate_extra_sets
-from synthmix.classify.train import CHECKPOINT_FORMAT, PLAIN_MEAN, PLAIN_STD, predict
+from synthmix.classify.models import CHECKPOINT_FORMAT, PLAIN_MEAN, PLAIN_STD, predict
 from synthmix.config import validate_params
-from synthmix.config.classify import ExtraTestSet
+from synthmix.config.sections.evaluate import ExtraTestSet
 from synthmix.core.checkpoint import save_checkpoint
 from synthmix.core.errors import DataError, ParamsError
-from shipped_params import shipped
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 

@@ -29,8 +29,8 @@ import test_generator as tg  # the tiny shape images of the generator tests
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 from shipped_params import shipped
 from synthmix.core import atomic
-from synthmix.core.stage import run_stage
 from synthmix.data.manifest import read_manifest, write_manifest
+from synthmix.runner import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

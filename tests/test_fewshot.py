@@ -5,19 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from shipped_params import section
 from synthmix.config.loading import load_params
 from synthmix.core.errors import DataError
-from synthmix.fewshot import (
-    draw_epoch,
-    draw_subset,
-    markdown_table,
-    method_generate_params,
-    summarize_runs,
-    swap_rows,
-    swap_table,
-    train_probe,
-)
-from shipped_params import section
+from synthmix.fewshot.probe import draw_epoch, swap_rows, swap_table, train_probe
+from synthmix.fewshot.subsets import draw_subset
+from synthmix.fewshot.variants import method_generate_params
+from synthmix.reporting.fewshot import markdown_table, summarize_runs
 
 CLASSES = ["a", "b", "c"]
 

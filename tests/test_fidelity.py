@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from dvc_repo import FASHION_MNIST
 
-from synthmix.config.quality import FidelityParams
+from dvc_repo import FASHION_MNIST
+from shipped_params import section
 from synthmix.core.errors import MissingAssetError
 from synthmix.data.sources import load_fashion_mnist_debian
 from synthmix.quality.fidelity import markdown, pair_metrics, set_report, subsample
@@ -23,7 +23,6 @@ from synthmix.quality.inception import (
     resolve_weights,
     weights_dir,
 )  # fmt: skip
-from shipped_params import section
 
 CPU = torch.device("cpu")
 

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shipped_params import section
 from synthmix import generate as gen_mod
-from synthmix.config.generation import GenerateParams, TrainGeneratorParams
+from synthmix.config.sections.generate import GenerateParams
 from synthmix.core.errors import DataError, MissingAssetError
 from synthmix.core.seeding import image_seed
+from synthmix.data.classes import read_class_info
 from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
 from synthmix.generate import generate_synthetic
-from synthmix.data.classes import read_class_info
 from synthmix.generators.ddpm import ClassConditionalDDPMPipeline, load_generator
 from synthmix.generators.ddpm_training import load_training_images, train_ddpm
-from shipped_params import section
 
 CLASSES = ["circle", "square", "bar"]
 RES = 16

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from synthmix.config.hyponet import HyponetParams
+from shipped_params import section
+from synthmix.config.sections.hyponet import HyponetParams
 from synthmix.core.errors import DataError, MissingAssetError
 from synthmix.data.manifest import file_sha256, write_manifest
 from synthmix.hyponet import wildcards as H
 from synthmix.hyponet.imagenet import ImageNetClassifier, imagenet_wnids
 from synthmix.hyponet.wordnet import load_wordnet
-from shipped_params import section
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (test extra) ships the photos")
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from shipped_params import section
 from synthmix.core.errors import DataError, ParamsError
 from synthmix.data.manifest import read_manifest
 from synthmix.generate import generate_synthetic
 from synthmix.generators.ddpm import load_generator
 from synthmix.generators.img2img import check_no_class_names, draw_strength, make_variant_jobs
-from shipped_params import section
 from test_generator import CLASSES, RES, _fake_real_set, model_dir  # noqa: F401  (model_dir: fixture)
 
 STRENGTHS = [0.25, 0.5, 0.75, 1.0]

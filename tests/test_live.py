@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from shipped_params import shipped
 from synthmix.core.errors import DataError
 from synthmix.core.live import live_metrics, log_epoch, read_metric
-from shipped_params import shipped
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_metrics_and_plots_must_be_one_folder(tmp_path):
 
 def test_seg_train_stage_logs_epochs_with_dvclive(tmp_path, monkeypatch):
     from synthmix.config import load_params
-    from synthmix.core.stage import stage_parser
+    from synthmix.runner import stage_parser
     from synthmix.segmentation.data import pair_record, save_mask, save_rgb, write_pairs
     from synthmix.segmentation.train import seg_train_stage
 

@@ -4,8 +4,9 @@ from collections import Counter
 
 import pytest
 
+from synthmix.config.mixnames import mix_counts
 from synthmix.core.errors import DataError
-from synthmix.mixes import build_mix, mix_counts
+from synthmix.mixes import build_mix
 
 CLASSES = ["bear", "cat", "dog"]
 
@@ -46,8 +47,10 @@ def test_mixes_are_deterministic_and_nested():
     a = build_mix("pct60", REAL, FAKE, CLASSES, 225, seed=0)
     assert a == build_mix("pct60", list(reversed(REAL)), FAKE, CLASSES, 225, seed=0)
     b = build_mix("pct80", REAL, FAKE, CLASSES, 225, seed=0)
-    real = lambda m: {r["path"] for r in m if r["source"] == "real"}
-    fake = lambda m: {r["path"] for r in m if r["source"] == "synthetic"}
+    def real(m):
+        return {r["path"] for r in m if r["source"] == "real"}
+    def fake(m):
+        return {r["path"] for r in m if r["source"] == "synthetic"}
     assert real(b) < real(a) and fake(a) < fake(b)
     other_seed = build_mix("pct60", REAL, FAKE, CLASSES, 225, seed=1)
     assert real(other_seed) != real(a)

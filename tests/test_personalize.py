@@ -18,19 +18,19 @@ import pytest
 import torch
 from PIL import Image
 
+from shipped_params import section, shipped
 from synthmix.config import validate_params
 from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256, read_manifest
+from synthmix.generators.adapters import INDEX, load_embeddings_into
 from synthmix.generators.base import Job
 from synthmix.generators.prompts import PromptBuilder
 from synthmix.generators.stable_diffusion import StableDiffusionBackend, regenerate
-from synthmix.personalize.adapters import INDEX, load_embeddings_into
 from synthmix.personalize.data import Upsampler, captions_for
 from synthmix.personalize.lora import train_lora_stage, train_loras
 from synthmix.personalize.textual_inversion import initial_rows, train_textual_inversion_stage, train_textual_inversions
 from synthmix.personalize.training import encode_text, latent_posteriors, load_sd_model, noise_loss, tokenize
 from synthmix.testing.sd_architectures import build_pipeline
-from shipped_params import section, shipped
 
 CLASSES = ["cat", "ship"]
 COLOURS = {"cat": (200, 60, 40), "ship": (40, 80, 200)}
@@ -326,7 +326,7 @@ def test_ddpm_backend_and_flags_off_write_only_the_index(tmp_path):
     assert json.loads((tmp_path / "off" / INDEX).read_text())["reason"].startswith("generate.sd.trained_lora = false")
     # and generate refuses an index without adapters when the flag is on
     with pytest.raises(DataError, match="lists no trained adapters"):
-        from synthmix.personalize.adapters import trained_loras
+        from synthmix.generators.adapters import trained_loras
 
         trained_loras(tmp_path / "lora", "sd")
 
@@ -358,8 +358,7 @@ def test_errors_name_the_param(assets, tmp_path):
 
 def _tiny_blip(folder: Path) -> Path:
     """A random-weight BLIP captioner (transformers) with a 12-word BERT vocabulary, save_pretrained."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     folder.mkdir(parents=True)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "square", "photo", "of", "cat", "on"]

@@ -13,6 +13,7 @@ import shutil
 import time
 
 import pytest
+
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e

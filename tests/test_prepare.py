@@ -15,7 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from synthmix.config.data import PrepareParams
+from shipped_params import section
+from synthmix.config.sections.prepare import PrepareParams
 from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256, read_manifest
 from synthmix.data.prepare import prepare_real
@@ -28,7 +29,6 @@ from synthmix.data.sources import (
     read_idx,
     resize_center_crop,
 )
-from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from compel import Compel
 
-from synthmix.config.generation import PromptParams
+from shipped_params import section
+from synthmix.config.sections.generate import PromptParams
 from synthmix.core.errors import DataError
 from synthmix.core.seeding import image_seed
 from synthmix.generators.prompts import PromptBuilder, to_compel
@@ -16,7 +17,6 @@ from synthmix.testing.clip_vocab import (
     bytes_to_unicode,
     clip_tokenizer,
 )
-from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 FP = "best quality, 8k, realistic, photo-realistic:1.4"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dvc_repo import FASHION_MNIST
 from PIL import Image
 
+from dvc_repo import FASHION_MNIST
+from shipped_params import section
 from synthmix.classify.qc import (
     caption,
     hamming,
@@ -15,11 +16,9 @@ from synthmix.classify.qc import (
     phash,
     run_qc,
 )
-from synthmix.config.classify import QCParams
+from synthmix.data.contact import contact_sheet
 from synthmix.data.manifest import file_sha256
 from synthmix.data.sources import load_fashion_mnist_debian
-from synthmix.reporting.contact import contact_sheet
-from shipped_params import section
 
 CLASSES = ["t_shirt_top", "trouser", "sneaker"]
 IDS = {"t_shirt_top": 0, "trouser": 1, "sneaker": 7}

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from dvc_repo import TINY, make_repo, require_fashion_mnist
 
+from dvc_repo import TINY, make_repo, require_fashion_mnist
 from synthmix.quality.inception import CONVERTED_NAME, weights_dir
 
 pytestmark = pytest.mark.e2e

@@ -19,9 +19,10 @@ import torch
 import yaml
 from PIL import Image
 
+from shipped_params import section
 from synthmix import generate as gen_mod
 from synthmix.config import validate_params
-from synthmix.config.generation import GenerateParams
+from synthmix.config.sections.generate import GenerateParams
 from synthmix.core.errors import MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256, read_manifest
 from synthmix.generate import generate_synthetic
@@ -30,7 +31,6 @@ from synthmix.generators.prompts import ImagePrompt, to_compel
 from synthmix.generators.stable_diffusion import StableDiffusionBackend, regenerate
 from synthmix.testing.sd_architectures import build_pipeline
 from synthmix.testing.sd_single_file import export_single_file
-from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "ship"]

@@ -8,13 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from shipped_params import section
 from synthmix.core.errors import ParamsError
 from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
 from synthmix.generate import generate_synthetic
 from synthmix.generators.stable_diffusion import regenerate
 from synthmix.personalize.erase import erase_concepts, esd_loss, esd_target
 from synthmix.testing.sd_architectures import build_pipeline
-from shipped_params import section
 from test_sd_backend import REPO, models  # noqa: F401  (models: the tiny SD folders fixture)
 
 

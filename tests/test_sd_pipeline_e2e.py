@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 from shipped_params import shipped
-
 from synthmix.testing.sd_architectures import build_pipeline
 
 pytestmark = pytest.mark.e2e

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from shipped_params import section
 from synthmix.segmentation.data import load_mask, save_mask
 from synthmix.segmentation.freemask import (
     freemask,
@@ -16,8 +17,6 @@ from synthmix.segmentation.freemask import (
     write_preview,
 )
 from synthmix.segmentation.train import MEAN, STD
-
-from shipped_params import section
 
 CLASSES = ["c0", "c1", "c2"]
 LEVEL = 80  # class k is painted with red = 80 k

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from shipped_params import section
 from synthmix.core.errors import MissingAssetError, ParamsError
 from synthmix.segmentation.models import NATIVE, SEG_MODELS, build_model
 from synthmix.segmentation.networks.common import count_parameters
 from synthmix.segmentation.train import load_segmenter, predict, seg_loss, train_segmenter
-from shipped_params import section
 
 NATIVE_NAMES = sorted(NATIVE)
 N_AUX = {"bisenetv2": 4, "ppliteseg_t": 2, "ppliteseg_b": 2}

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-import synthmix.segmentation.label_ddpm as label_mod
 import synthmix.segmentation.data as data_mod
+import synthmix.segmentation.label_ddpm as label_mod
+from shipped_params import section
+from synthmix.core.resume import blocks_to_run
 from synthmix.data.manifest import read_manifest
 from synthmix.segmentation.data import pair_record, save_mask, save_rgb
 from synthmix.segmentation.label_ddpm import generate_label_maps, train_label_ddpm
-from synthmix.segmentation.resumable import blocks_to_run
 from synthmix.segmentation.spade import generate_spade_images, train_spade
-
-from shipped_params import section
 
 SIZE = 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from synthmix.segmentation.summary import markdown, summarize_seg, table1
+from synthmix.reporting.segmentation import markdown, summarize_seg, table1
 
 SEEDS = [0, 1, 2]
 BASE = [0.60, 0.64, 0.59]
@@ -38,7 +38,7 @@ def test_paired_difference_and_per_class_deltas():
     # class b: seed 0 has no baseline IoU, so only seeds 1 and 2 are paired
     assert mix["iou_delta_vs_baseline"]["b"] == pytest.approx(-0.3)
     table = markdown(out)
-    assert f"| bisenetv2 | rep10 | 3 / 30 | 55.67 ± 6.03 |" in table
+    assert "| bisenetv2 | rep10 | 3 / 30 | 55.67 ± 6.03 |" in table
     assert f"| {ref.pvalue:.3g} |" in table and "paired Δ 95 % CI (pts)" in table
     assert "| bisenetv2 | rep10 | 80.00 (-10.00) | 40.00 (-10.00) | 20.00 (-30.00) |" in table
 

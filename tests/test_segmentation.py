@@ -12,12 +12,8 @@ import torch
 import yaml
 from PIL import Image
 
+from shipped_params import section
 from synthmix.config import validate_params
-from synthmix.config.segmentation import (
-    SegPrepareParams,
-    SegTrainLabelsParams,
-    SegTrainSpadeParams,
-)
 from synthmix.core.errors import DataError, ParamsError
 from synthmix.mixes import build_seg_mix
 from synthmix.segmentation.data import (
@@ -50,7 +46,6 @@ from synthmix.segmentation.spade import (
     one_hot,
     render,
 )
-from shipped_params import section
 
 REPO = Path(__file__).resolve().parents[1]
 

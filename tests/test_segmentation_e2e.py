@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from shipped_params import section
 from synthmix.core.errors import MissingAssetError
 from synthmix.segmentation.spade import (
     OASISDiscriminator,
@@ -19,7 +20,6 @@ from synthmix.segmentation.spade import (
     one_hot,
     train_spade,
 )
-from shipped_params import section
 
 TINY = dict(ngf=8, ndf=8, spade_hidden=8, z_dim=8, d_layers=3, batch_size=2)
 

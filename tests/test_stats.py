@@ -88,7 +88,7 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_and_symmetric():
 
 
 def test_summaries_use_these_functions():
-    from synthmix.reporting import summary as cls_summary
+    from synthmix.reporting import classification as cls_summary
     from synthmix.segmentation import summary as seg_summary
 
     assert cls_summary.mean_std_ci is mean_std_ci and seg_summary.mean_std_ci is mean_std_ci

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from PIL import Image
 from scipy import stats
 
 from synthmix.core.errors import DataError, SynthmixError
-from synthmix.reporting.summary import (
+from synthmix.reporting.classification import (
     exp_metrics,
     fake_share,
     load_predictions,
@@ -280,8 +278,8 @@ def test_exp_metrics_keeps_few_top_level_columns():
 def _stage(monkeypatch, tmp_path) -> None:
     """The summarize stage as dvc.yaml runs it, with its paths relative to the repository."""
     from synthmix.config import load_params
-    from synthmix.core.stage import stage_parser
-    from synthmix.reporting.summary import summarize_stage
+    from synthmix.reporting.classification import summarize_stage
+    from synthmix.runner import stage_parser
 
     monkeypatch.chdir(tmp_path)
     cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["summarize"]["cmd"].split()[2:]

@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+
 from dvc_repo import TINY, make_repo, require_fashion_mnist
 
 pytestmark = pytest.mark.e2e

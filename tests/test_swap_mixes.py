@@ -5,16 +5,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from synthmix.config.mixnames import ROLE_CANDIDATE, ROLE_REAL, MixNameError, MixSpec
 from synthmix.core.errors import DataError
-from synthmix.mixes import (
-    ROLE_CANDIDATE,
-    ROLE_REAL,
-    MixNameError,
-    MixSpec,
-    SwapPlan,
-    build_mix,
-    split_swap_mix,
-)
+from synthmix.mixes import SwapPlan, build_mix, split_swap_mix
 
 CLASSES = ["bear", "cat", "dog"]
 PER_CLASS = 20
@@ -172,8 +165,8 @@ def test_params_accept_swap_mixes_and_check_their_real_images():
 
     from pydantic import ValidationError
 
-    from synthmix.config.params import Params
     from shipped_params import shipped
+    from synthmix.config.loading import Params
 
     raw = copy.deepcopy(shipped())
     raw["mix"]["names"] = ["pct0", "lrr50", "grr30", "lrr0"]

@@ -8,18 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
+from shipped_params import section
 from synthmix.classify.evaluate import evaluate_classifier
-from synthmix.classify.train import (
-    build_model,
-    load_images,
-    random_crop_flip,
-    train_classifier,
-)
-from synthmix.config.classify import TrainParams
+from synthmix.classify.models import build_model
+from synthmix.classify.train import random_crop_flip, train_classifier
 from synthmix.core.checkpoint import checkpoint_sha256
 from synthmix.core.errors import MissingAssetError
+from synthmix.data.images import load_images
 from synthmix.data.manifest import file_sha256
-from shipped_params import section
 
 CLASSES = ["dark", "light"]
 
@@ -106,12 +102,12 @@ def test_train_stage_logs_epochs_with_dvclive(sets, tmp_path, monkeypatch):
 
     import yaml
 
+    from shipped_params import PARAMS_YAML, shipped
+    from synthmix.classify.train import train_stage
     from synthmix.config import load_params
     from synthmix.core.live import read_metric
-    from synthmix.core.stage import stage_parser
-    from synthmix.classify.train import train_stage
     from synthmix.data.manifest import write_manifest
-    from shipped_params import PARAMS_YAML, shipped
+    from synthmix.runner import stage_parser
 
     train, val, _ = sets
     raw = shipped()

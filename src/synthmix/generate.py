@@ -29,19 +29,24 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from synthmix.config.generation import GenerateParams
-from synthmix.core.atomic import replace_dir, save_image
+from synthmix.config import Params
+from synthmix.core.atomic import save_image
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
+from synthmix.core.resume import image_ok, move_into_place, prune
 from synthmix.core.seeding import image_seed
 from synthmix.data.manifest import file_sha256, write_manifest
-from synthmix.generators.base import IMAGES, Backend, Job, open_backend
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.generators.base import IMAGES, Backend, Job
+from synthmix.generators.registry import open_backend
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.generate import GenerateParams
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +120,6 @@ def make_jobs(classes: Sequence[str], model_classes: Sequence[str], per_class: i
     return [Job(c, ids[c], i, image_seed(seed, c, i)) for c in classes for i in range(per_class)]
 
 
-def _image_ok(path: Path, size: tuple[int, int], mode: str) -> bool:
-    """True if ``path`` is a complete image of the expected size and mode."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size == size and im.mode == mode
-    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return False
-
-
 def _batches(items: Sequence[Job], size: int) -> Iterable[Sequence[Job]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -147,20 +142,6 @@ def _wait_for(paths: list[Path], poll_s: float, timeout_s: float | None) -> None
             last_log = now
         time.sleep(poll_s)
         missing = [p for p in missing if not p.exists()]
-
-
-def _prune(scratch: Path, keep: set[Path]) -> int:
-    """Delete everything under scratch/images that is not an expected image (temp files too)."""
-    removed = 0
-    roots = [scratch / IMAGES, *sorted(scratch.glob(f"{IMAGES}_*px"))]
-    for path in sorted((p for root in roots if root.is_dir() for p in root.rglob("*")), reverse=True):
-        if path.is_file() or path.is_symlink():
-            if path not in keep:
-                path.unlink()
-                removed += 1
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    return removed
 
 
 def generate_synthetic(
@@ -236,8 +217,8 @@ def generate_synthetic(
     for job in mine:
         path = scratch / job.relpath
         small_path = scratch / small_relpath(job, small) if small else None
-        if _image_ok(path, size, backend.mode) and (
-            small_path is None or _image_ok(small_path, (small, small), backend.mode)
+        if image_ok(path, size, backend.mode) and (
+            small_path is None or image_ok(small_path, (small, small), backend.mode)
         ):
             reused += 1
             continue
@@ -289,7 +270,7 @@ def generate_synthetic(
     small_paths = [scratch / small_relpath(job, small) for job in jobs] if small else []
     if world_size > 1:
         _wait_for(paths + small_paths, wait_poll_s, wait_timeout_s)
-    removed = _prune(scratch, set(paths) | set(small_paths))
+    removed = prune(scratch, set(paths) | set(small_paths), [IMAGES, *(p.name for p in sorted(scratch.glob(f"{IMAGES}_*px")))])
     if removed:
         log.info("removed %d stray files (temporary files or images outside this run) from %s", removed, scratch)
     records = []
@@ -304,37 +285,11 @@ def generate_synthetic(
         records.append(rec)
     write_manifest(scratch / MANIFEST, records)
 
-    replace_dir(scratch, out_dir)
-    stats["removed_scratch"] = remove_superseded_scratch(scratch_root, "generate-", scratch)
-    _rmdir_if_empty(scratch_root)
+    stats["removed_scratch"] = move_into_place(scratch, out_dir)
     log.info("wrote %d images and %s to %s", len(records), MANIFEST, out_dir)
     stats["finalised"] = True
     stats["out_dir"] = str(out_dir)
     return stats
-
-
-def remove_superseded_scratch(scratch_root: Path, prefix: str, current: Path) -> list[str]:
-    """Remove the scratch folders ``<scratch_root>/<prefix>*`` other than ``current``: partial sets
-    of runs whose params changed before they finished, which nothing would resume any more.
-    Called once the current set is final (rank 0 only); other stages' folders are left alone."""
-    import shutil
-
-    removed = []
-    for old in sorted(Path(scratch_root).glob(f"{prefix}*")):
-        if old.is_dir() and not old.is_symlink() and old != current:
-            shutil.rmtree(old, ignore_errors=True)
-            removed.append(old.name)
-    if removed:
-        log.info("removed %d superseded scratch folder(s) from %s: %s", len(removed), scratch_root, ", ".join(removed))
-    return removed
-
-
-def _rmdir_if_empty(path: Path) -> None:
-    """Remove ``path`` if it is an empty folder (the scratch root after the move)."""
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 def device_for_rank(requested: str, world_size: int) -> torch.device:

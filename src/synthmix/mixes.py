@@ -1,7 +1,6 @@
 """Training mixes of real and synthetic images, as manifests (no image is copied).
 
-Mixes are named by integer percentages (floats in DVC stage names are fragile); one
-:class:`MixSpec` parses every name and does all the count arithmetic:
+Mix names and their count arithmetic are :class:`synthmix.config.mixnames.MixSpec`:
 
 - ``pctN``: a fixed total of ``per_class`` images per class, ``round_half_up(per_class * N / 100)``
   of them synthetic and the rest real (the animal study's 0:10, 5:5, 6:4, 7:3, 8:2 and the
@@ -29,121 +28,21 @@ images happened to be drawn.
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synthmix.config.mixnames import ROLE_CANDIDATE, ROLE_REAL, SEGMENTATION_KINDS, MixSpec, mix_counts
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
-from typing import TYPE_CHECKING
-
-from synthmix.core.stage import Input, Output
 
 if TYPE_CHECKING:
-    from synthmix.config import Params
+    from synthmix.config.loading import Params
 
 log = logging.getLogger(__name__)
-
-SWAP_KINDS = ("lrr", "grr")  # swapped at training time, per sample and epoch
-CLASSIFICATION_KINDS = ("pct", "aug", *SWAP_KINDS)
-SEGMENTATION_KINDS = ("rep", "add")
-_NAME = re.compile(r"^(pct|aug|lrr|grr|rep|add)(\d+)$")
-_FIXED_TOTAL = ("pct", "rep")  # kinds that keep the training-set size and replace a share of it
-_PERCENT_MAX_100 = (*_FIXED_TOTAL, *SWAP_KINDS)  # a share of the set, or a probability
-ROLE_REAL, ROLE_CANDIDATE = "real", "candidate"  # the ``role`` of a swap mix's records
-_HELP = {
-    CLASSIFICATION_KINDS: "must be pctN (N % synthetic at a fixed total, 0..100), "
-    "augN (all real plus N % as many synthetic images), lrrN (each real image swapped per draw "
-    "with probability N/100 for a variant of itself, 0..100) or grrN (swapped for any synthetic "
-    "image of its class, 0..100)",
-    SEGMENTATION_KINDS: "must be repN (N % of real pairs replaced, 0..100) or addN "
-    "(all real pairs plus N % as many synthetic ones)",
-}
-
-
-class MixNameError(ParamsError, ValueError):
-    """A mix name that is not one of the allowed kinds (a ValueError too, for the params schema)."""
-
-
-def percent_of(n: int, pct: int) -> int:
-    """``round_half_up(n * pct / 100)`` in integers: 50 % of 225 = 113."""
-    return (n * pct + 50) // 100
-
-
-@dataclass(frozen=True)
-class MixSpec:
-    """A parsed mix name: ``kind`` (pct, aug, lrr, grr, rep, add) and its integer percentage ``value``."""
-
-    kind: str
-    value: int
-
-    @classmethod
-    def parse(cls, name: str, kinds: tuple[str, ...] = CLASSIFICATION_KINDS) -> "MixSpec":
-        m = _NAME.match(name)
-        if not m or m.group(1) not in kinds:
-            raise MixNameError(f"mix name {name!r} {_HELP[kinds]}")
-        spec = cls(m.group(1), int(m.group(2)))
-        if spec.kind in _PERCENT_MAX_100 and spec.value > 100:
-            what = "a swap probability" if spec.kind in SWAP_KINDS else "a percentage of synthetic images"
-            raise MixNameError(f"mix name {name!r}: {what} is at most 100")
-        return spec
-
-    @property
-    def is_swap(self) -> bool:
-        """lrr / grr: real images swapped for synthetic ones at training time."""
-        return self.kind in SWAP_KINDS
-
-    @property
-    def swap_probability(self) -> float:
-        """The per-draw swap probability of a swap mix (N / 100); 0 for every other kind."""
-        return self.value / 100.0 if self.is_swap else 0.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}{self.value}"
-
-    def counts(self, total: int, n_real: int) -> tuple[int, int]:
-        """(real, synthetic) items: ``total`` is the fixed size of pct/rep mixes, ``n_real`` the
-        real items available (all of them go into aug/add mixes). Swap mixes hold pct0's ``total``
-        real items and no fixed synthetic ones (their candidates are swapped in per draw)."""
-        if self.is_swap:
-            return total, 0
-        if self.kind in _FIXED_TOTAL:
-            fake = percent_of(total, self.value)
-            return total - fake, fake
-        return n_real, percent_of(n_real, self.value)
-
-    @property
-    def fake_share(self) -> float:
-        """Nominal share of synthetic items: N / 100 at a fixed total and for swap mixes (the
-        expected share of swapped draws), N / (100 + N) when added."""
-        if self.kind in _FIXED_TOTAL or self.is_swap:
-            return self.value / 100.0
-        return self.value / (100.0 + self.value)
-
-    @property
-    def ratio_label(self) -> str:
-        """The fake:real ratio as the source papers write it: ``"60:40"``, ``"real + 100 %"``, or
-        for swap mixes ``"swap 50 % (own variants)"`` / ``"swap 30 % (class)"``."""
-        if self.is_swap:
-            return f"swap {self.value} % ({'own variants' if self.kind == 'lrr' else 'class'})"
-        return f"{self.value}:{100 - self.value}" if self.kind in _FIXED_TOTAL else f"real + {self.value} %"
-
-
-def check_names(names: list[str], kinds: tuple[str, ...]) -> list[str]:
-    """Validate a list of mix names (unique, each of ``kinds``); a ValueError for the schema."""
-    for name in names:
-        MixSpec.parse(name, kinds)
-    if len(set(names)) != len(names):
-        raise ValueError(f"mix names must be unique: {names}")
-    return names
-
-
-def mix_counts(name: str, per_class: int, n_real: int) -> tuple[int, int]:
-    """(real, synthetic) images per class for classification mix ``name``."""
-    return MixSpec.parse(name).counts(per_class, n_real)
 
 
 def _by_class(records: list[dict]) -> dict[str, list[dict]]:
@@ -331,7 +230,7 @@ def build_seg_mix(name: str, real: list[dict], synthetic: list[dict], seed: int)
             f"seg_mix {name} needs {n_fake} synthetic pairs but data/seg/synthetic holds {len(synthetic)}: "
             f"raise seg_generate_labels.count to at least {n_fake}"
         )
-    order = np.random.default_rng(derive_seed("seg-mix", seed) % 2**63).permutation(len(real))
+    order = np.random.default_rng(derive_seed("seg-mix", seed)).permutation(len(real))
     keep = np.sort(order[len(real) - n_real :])
     return [dict(real[int(i)]) for i in keep] + [dict(r) for r in synthetic[:n_fake]]
 

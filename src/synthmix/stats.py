@@ -7,8 +7,8 @@
 - :func:`mcnemar_exact`: McNemar's exact test on the per-image correctness of two models on
   the same test images (:func:`scipy.stats.binomtest` on the discordant counts).
 
-Used by the classification summary (:mod:`synthmix.reporting.summary`) and the segmentation
-summary (:mod:`synthmix.segmentation.summary`).
+Used by the classification summary (:mod:`synthmix.reporting.classification`) and the segmentation
+summary (:mod:`synthmix.reporting.segmentation`).
 """
 
 from __future__ import annotations

@@ -14,13 +14,12 @@ resized, centre crop) at the classifier's input size.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthmix.config.classify import ExtraTestSet
 from synthmix.core.errors import DataError
 from synthmix.core.seeding import derive_seed
 from synthmix.data.sources import (
@@ -30,6 +29,9 @@ from synthmix.data.sources import (
     normalize_name,
     resize_center_crop,
 )
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.evaluate import ExtraTestSet
 
 log = logging.getLogger(__name__)
 

@@ -6,41 +6,41 @@ import csv
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from synthmix.classify.train import load_classifier, load_images, predict
+from synthmix.classify.models import load_classifier, predict
+from synthmix.config import Params
 from synthmix.core.atomic import atomic_open
 from synthmix.core.device import autocast_dtype, pick_device
 from synthmix.core.errors import DataError
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.core.paths import Input, Output
+from synthmix.data.images import load_images
 
 log = logging.getLogger(__name__)
 
 
-def confusion_matrix(actual: torch.Tensor, predicted: torch.Tensor, n: int) -> torch.Tensor:
-    """Counts (int64, n x n): rows are actual classes, columns predicted ones (torchmetrics)."""
-    return multiclass_confusion_matrix(predicted, actual, num_classes=n)
+def classification_scores(actual: torch.Tensor, predicted: torch.Tensor, classes: list[str]) -> dict:
+    """Accuracy, per-class accuracy (recall; None for a class with no actual image), mean per-class
+    accuracy and the confusion matrix (rows actual, columns predicted), by torchmetrics.
 
+    Mean per-class accuracy is balanced accuracy (DA-Fusion's metric, scikit-learn's
+    ``balanced_accuracy_score``): the mean of the per-class recalls over the classes that have
+    test images. torchmetrics' ``average="macro"`` would count a class with no test image but
+    some predictions as 0, so the mean is taken here over the present classes."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
-def accuracies(cm: torch.Tensor) -> tuple[float, list[Optional[float]]]:
-    """Overall accuracy and per-class accuracy (recall, rounded to 6 places; None for a class
-    with no actual image) from a confusion matrix: float32 quotients, as torch's mean of the hits."""
-    hits, support = cm.diagonal().float(), cm.sum(1).float()
-    per_class = [round((h / s).item(), 6) if s else None for h, s in zip(hits, support)]
-    return (hits.sum() / support.sum()).item(), per_class
-
-
-def mean_per_class_accuracy(cm: torch.Tensor) -> float:
-    """Mean per-class accuracy (balanced accuracy, DA-Fusion's metric): the unweighted mean of
-    the per-class recalls over the classes that have test images (as scikit-learn's
-    ``balanced_accuracy_score``); equals the accuracy when every class has as many test images."""
-    hits, support = cm.diagonal().double(), cm.sum(1).double()
-    present = support > 0
-    return (hits[present] / support[present]).mean().item()
+    n = len(classes)
+    cm = multiclass_confusion_matrix(predicted, actual, num_classes=n)
+    accuracy = multiclass_accuracy(predicted, actual, num_classes=n, average="micro").item()
+    recall = multiclass_accuracy(predicted, actual, num_classes=n, average="none")
+    present = cm.sum(1) > 0
+    return {
+        "accuracy": accuracy,
+        "mean_per_class_accuracy": recall[present].double().mean().item(),
+        "per_class_accuracy": {c: round(recall[i].item(), 6) if present[i] else None for i, c in enumerate(classes)},
+        "confusion_matrix": cm,
+    }
 
 
 def evaluate_classifier(
@@ -66,8 +66,8 @@ def evaluate_classifier(
     mean = torch.tensor(ckpt["mean"], device=dev).view(1, 3, 1, 1)
     std = torch.tensor(ckpt["std"], device=dev).view(1, 3, 1, 1)
     pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
-    cm = confusion_matrix(y, pred, len(classes))
-    accuracy, per_class = accuracies(cm)
+    scores = classification_scores(y, pred, classes)
+    accuracy = scores["accuracy"]
     base = Path(relative_to) if relative_to else Path.cwd()
     with atomic_open(predictions_csv, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -77,10 +77,10 @@ def evaluate_classifier(
     log.info("test accuracy %.4f on %d images", accuracy, len(y))
     return {
         "accuracy": round(accuracy, 6),
-        "mean_per_class_accuracy": round(mean_per_class_accuracy(cm), 6),
+        "mean_per_class_accuracy": round(scores["mean_per_class_accuracy"], 6),
         "n_test": len(y),
-        "per_class_accuracy": dict(zip(classes, per_class)),
-        "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": cm.tolist()},
+        "per_class_accuracy": scores["per_class_accuracy"],
+        "confusion_matrix": {"classes": classes, "rows_actual_cols_predicted": scores["confusion_matrix"].tolist()},
         "best_epoch": ckpt["best_epoch"],
         "best_val_accuracy": round(ckpt["val_accuracy"], 6),
     }
@@ -106,13 +106,12 @@ def evaluate_extra_sets(checkpoint: Path, specs: list, batch_size: int = 256, de
     for spec in specs:
         x, y, info = load_test_set(spec, classes, ckpt["input_size"])
         pred = predict(model, x, mean, std, dev, batch_size, autocast_dtype(dev))
-        cm = confusion_matrix(y, pred, len(classes))
-        accuracy, per_class = accuracies(cm)
+        scores = classification_scores(y, pred, classes)
         out[spec.name] = {
-            "accuracy": round(accuracy, 6),
-            "mean_per_class_accuracy": round(mean_per_class_accuracy(cm), 6),
+            "accuracy": round(scores["accuracy"], 6),
+            "mean_per_class_accuracy": round(scores["mean_per_class_accuracy"], 6),
             "n_test": len(y),
-            "per_class_accuracy": {c: a for c, a in zip(classes, per_class) if a is not None},
+            "per_class_accuracy": {c: a for c, a in scores["per_class_accuracy"].items() if a is not None},
             **{k: v for k, v in info.items() if k != "n"},
         }
         log.info("%s: accuracy %.4f on %d images", spec.name, out[spec.name]["accuracy"], len(y))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import imagehash
 import numpy as np
@@ -40,18 +40,16 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from synthmix.classify.train import (
-    embed,
-    load_classifier,
-    load_images,
-    to_input,
-    train_classifier,
-)
-from synthmix.config.classify import QCParams, TrainParams
-from synthmix.core.device import pick_device
-from synthmix.data.images import load_rgb
+from synthmix.classify.models import embed, load_classifier, to_input
+from synthmix.classify.train import train_classifier
 from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.config.classifier import ClassifierParams
+from synthmix.core.device import pick_device
+from synthmix.core.paths import Input, Output
+from synthmix.data.images import load_images, load_rgb
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.qc import QCParams
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +157,12 @@ def wrong_class(probs: np.ndarray, labels: np.ndarray, confidence: float) -> np.
     return np.flatnonzero((top != labels) & (probs.max(1) > confidence))
 
 
-def classifier_params(qc: QCParams) -> TrainParams:
+def classifier_params(qc: QCParams) -> ClassifierParams:
     """The train-stage settings of the QC classifier: its own epochs/lr/size; a ResNet-18 (timm)
     from scratch, fully trained, with Adam, no weight decay and no augmentation."""
-    return TrainParams(seeds=[qc.seed], arch="resnet18", weights=None, freeze_backbone=False, optimizer="adam", lr=qc.lr,
+    return ClassifierParams(arch="resnet18", weights=None, freeze_backbone=False, optimizer="adam", lr=qc.lr,
                        weight_decay=0.0, epochs=qc.epochs, batch_size=qc.batch_size,
-                       input_size=qc.input_size, augment=False, num_threads=0)
+                       input_size=qc.input_size, augment=False)
 
 
 # --------------------------------------------------------------------------- the filter
@@ -347,8 +345,8 @@ def qc_stage(params: Params, *, synthetic: Input, real: Input, val: Input, test:
     from synthmix.core.atomic import write_json, write_text
     from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_classes
+    from synthmix.data.contact import write_contact_sheet
     from synthmix.data.manifest import read_manifest, write_manifest
-    from synthmix.reporting.contact import write_contact_sheet
 
     p = params.qc
     out_dir, report_dir = Path(out), Path(report)

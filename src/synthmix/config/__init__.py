@@ -1,8 +1,9 @@
-"""params.yaml as one typed schema, split by area (``data``, ``generation``, ``classify``,
-``quality``, ``hyponet``, ``segmentation``), the root :class:`~synthmix.config.params.Params`
-with its cross-section checks, and :func:`load_params`, which every stage calls first."""
+"""params.yaml as typed sections, one schema module per top-level key (:mod:`synthmix.config.sections`),
+and :func:`load_params`, through which every stage reads the sections it lists in dvc.yaml.
 
-from synthmix.config.loading import load_params, validate_params
-from synthmix.config.params import Params
+``python -m synthmix.config check [params.yaml]`` validates every section and every rule that spans
+sections (``make repro`` runs it before ``dvc repro``)."""
+
+from synthmix.config.loading import Params, load_params, validate_params
 
 __all__ = ["Params", "load_params", "validate_params"]

@@ -21,8 +21,7 @@ from typing import Any
 
 import yaml
 
-from synthmix.config import validate_params
-from synthmix.config.params import Params
+from synthmix.config.loading import Params, validate_params
 from synthmix.core.errors import ParamsError
 
 

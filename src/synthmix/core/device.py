@@ -31,7 +31,3 @@ def autocast_dtype(device: torch.device, mixed_precision: str = "auto") -> torch
         return torch.bfloat16
     return torch.float16
 
-
-def set_threads(num_threads: int) -> None:
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)

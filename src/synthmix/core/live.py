@@ -9,15 +9,16 @@ dvc.yaml: ``<dir>/metrics.json`` under ``metrics:`` and ``<dir>/plots/metrics`` 
 last epoch's values, ``step``, and the summary values the stage puts in ``live.summary``.
 :func:`read_metric` reads a curve back (the report's training curves).
 
-DVCLive is held to those files: it writes no dvc.yaml of its own (``dvcyaml=False``, the
-stage declares them), saves no experiment (``save_dvc_exp=False``; ``dvc exp run`` records the
-run anyway), makes no report, logs no timestamp column, and posts nothing to DVC Studio
-(``DVC_STUDIO_OFFLINE`` while it starts, whatever the environment holds). It does not open
-the DVC repository either (``Live._init_dvc`` is skipped: it would read git refs to name an
-experiment, and outside a DVC repository ``dvc init`` the enclosing git repository), and
+DVCLive is held to those files through its public constructor: it writes no dvc.yaml of its
+own (``dvcyaml=False``, the stage declares them), saves no experiment (``save_dvc_exp=False``;
+``dvc exp run`` records the run anyway), makes no report, logs no timestamp column, and posts
+nothing to DVC Studio (``DVC_STUDIO_OFFLINE`` while it starts, whatever the environment holds);
 ``Live.end()`` is not called (inside ``dvc exp run`` it would ``git add`` files of the folder).
-What remains outside the folder is DVCLive's progress signal for the VS Code extension,
-``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``, when a DVC repository encloses the working directory.
+DVCLive opens the enclosing DVC repository to name its experiment (read-only under ``dvc
+repro``). Caution for use outside a pipeline: in a git repository without DVC, DVCLive runs
+``dvc init`` there; stages always run in this DVC repository, and tests in temporary folders
+outside any git repository. What remains outside the folder is DVCLive's progress signal for
+the VS Code extension, ``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``.
 """
 
 from __future__ import annotations
@@ -38,14 +39,10 @@ def open_live(directory: str | os.PathLike) -> "Live":
     """A DVCLive logger on ``directory`` (emptied of earlier DVCLive files), at step 1."""
     from dvclive import Live
 
-    class FilesOnlyLive(Live):
-        def _init_dvc(self) -> None:  # no DVC repository, no git: see the module docstring
-            self._dvc_file = self._init_dvc_file()  # the one attribute it sets that others read
-
     saved = os.environ.get("DVC_STUDIO_OFFLINE")
     os.environ["DVC_STUDIO_OFFLINE"] = "true"
     try:
-        live = FilesOnlyLive(os.fspath(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+        live = Live(os.fspath(directory), dvcyaml=False, save_dvc_exp=False, report=None)
     finally:
         if saved is None:
             del os.environ["DVC_STUDIO_OFFLINE"]

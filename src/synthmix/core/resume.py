@@ -1,26 +1,42 @@
-"""Resumable training: checkpoints of a run's whole state and the scratch folders that hold them.
+"""Resumable work: the scratch folders of interrupted stages, training checkpoints and
+image-by-image outputs, in one toolkit for every stage that must survive a kill.
 
 DVC deletes a stage's outputs before it re-runs the stage, so a stage that should survive a
 kill works in ``<out's parent>/.partial/<stage>-<key>/`` (:func:`scratch_dir`), ``key`` a hash of
 everything that determines the result (:func:`run_key`): a re-run with the same inputs finds
-the folder and resumes, a run with other inputs gets another folder. :class:`Checkpoints` keeps
-the newest checkpoint of a run there (:mod:`synthmix.core.checkpoint`: tensors as safetensors,
-the rest as JSON; never a pickle), with the optimizer, lr scheduler, grad scaler and RNG states,
-so a resumed run ends with the same weights as an uninterrupted one (on the CPU bit for bit).
-:func:`finish_scratch` removes the folder when the stage has written its outputs, and with it
-the stage's superseded folders (runs whose params changed before they finished).
+the folder and resumes, a run with other inputs gets another folder.
+
+- Training: :class:`StepCheckpoints` keeps the newest ``step-XXXXXXXX`` checkpoint folder of a run
+  (:mod:`synthmix.core.checkpoint`: tensors as safetensors, the rest as JSON; never a pickle);
+  :class:`Checkpoints` adds the optimizer, lr scheduler, grad scaler and RNG states, so a resumed
+  run ends with the same weights as an uninterrupted one (on the CPU bit for bit).
+- Image sets (generate, the label DDPM, SPADE): every file is written atomically; a re-run keeps
+  the finished files that decode (:func:`image_ok`) and makes the rest in the same aligned
+  blocks (:func:`blocks_to_run`), so no item is computed beside other batch-mates than in an
+  uninterrupted run; :func:`prune` drops stray files and :func:`move_into_place` renames the
+  finished folder to the output.
+- :func:`finish_scratch` / :func:`move_into_place` also remove the stage's superseded folders
+  (runs whose params changed before they finished), then the scratch root if empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import torch
+from PIL import Image, UnidentifiedImageError
 
+from synthmix.core.atomic import replace_dir
 from synthmix.core.checkpoint import META, load_checkpoint, prefixed, save_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
 
 
 def _json_safe(obj):
@@ -28,17 +44,13 @@ def _json_safe(obj):
     return json.loads(json.dumps(obj))
 
 
-class Checkpoints:
-    """Resumable checkpoints of one run in ``root/step-XXXXXXXX/``: one checkpoint folder of
-    :mod:`synthmix.core.checkpoint` (tensors.safetensors + meta.json, written atomically) holding
-    the trainable tensors (``weights/``), the optimizer state (``optimizer/``) and the RNG
-    states (``rng/``); step, lr scheduler, grad scaler and the loss record in the JSON."""
+class StepCheckpoints:
+    """The newest checkpoint of one run, ``root/step-XXXXXXXX/``, every ``every`` steps: a
+    checkpoint folder of :mod:`synthmix.core.checkpoint` (tensors.safetensors + meta.json, written
+    atomically); saving one removes the older ones."""
 
-    FORMAT = "synthmix-adapter-checkpoint/1"
-
-    def __init__(self, root: Path, every: int, stage: str = "train_lora", fmt: str | None = None):
-        self.root, self.every, self.stage = Path(root), every, stage
-        self.format = fmt or self.FORMAT
+    def __init__(self, root: Path, every: int, stage: str, fmt: str):
+        self.root, self.every, self.stage, self.format = Path(root), every, stage, fmt
 
     def due(self, step: int, total: int) -> bool:
         return self.every > 0 and step % self.every == 0 and step < total
@@ -47,26 +59,48 @@ class Checkpoints:
         done = sorted(p for p in self.root.glob("step-*") if p.is_dir() and (p / META).is_file())
         return done[-1] if done else None
 
+    def write(self, step: int, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+        target = self.root / f"step-{step:08d}"
+        save_checkpoint(target, tensors, {"format": self.format, "step": step, **meta})
+        for old in self.root.glob("step-*"):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+        return load_checkpoint(path, self.format, self.stage)
+
+
+class Checkpoints(StepCheckpoints):
+    """:class:`StepCheckpoints` of a run with one optimizer: the trainable tensors (``weights/``),
+    the optimizer state (``optimizer/``) and the RNG states (``rng/``); step, lr scheduler, grad
+    scaler and the caller's extra record in the JSON."""
+
+    FORMAT = "synthmix-adapter-checkpoint/1"
+
+    def __init__(self, root: Path, every: int, stage: str = "train_lora", fmt: str | None = None):
+        super().__init__(root, every, stage, fmt or self.FORMAT)
+
     def save(self, step: int, tensors: dict[str, torch.Tensor], optimizer, lr_scheduler, g: torch.Generator,
              extra: dict, scaler=None) -> None:
+        import torch
+
         opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
         rng = {"generator": g.get_state(), "torch_cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng.update({f"cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        target = self.root / f"step-{step:08d}"
-        save_checkpoint(target, {**prefixed("weights/", tensors), **prefixed("optimizer/", opt_tensors),
-                                 **prefixed("rng/", rng)}, {
-            "format": self.format, "step": step, "optimizer": opt_meta,
+        self.write(step, {**prefixed("weights/", tensors), **prefixed("optimizer/", opt_tensors),
+                          **prefixed("rng/", rng)}, {
+            "optimizer": opt_meta,
             "lr_scheduler": _json_safe(lr_scheduler.state_dict()),
             "grad_scaler": _json_safe(scaler.state_dict()) if scaler is not None and scaler.is_enabled() else None,
             **_json_safe(extra),
         })
-        for old in self.root.glob("step-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
 
     def load(self, path: Path, optimizer, lr_scheduler, g: torch.Generator, scaler=None) -> tuple[int, dict, dict]:
-        tensors, state = load_checkpoint(path, self.format, self.stage)
+        import torch
+
+        tensors, state = self.read(path)
         part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
         optimizer.load_state_dict(_join_optimizer_state(part("optimizer/"), state["optimizer"]))
         lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -83,6 +117,8 @@ class Checkpoints:
 
 
 def _split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    import torch
+
     tensors, state = {}, {}
     for pid, entry in sd["state"].items():
         out = {}
@@ -133,6 +169,59 @@ def finish_scratch(scratch: Path) -> list[str]:
     scratch = Path(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     removed = remove_superseded(scratch.parent, scratch.name.rsplit("-", 1)[0] + "-", keep=scratch)
+    try:
+        scratch.parent.rmdir()
+    except OSError:
+        pass
+    return removed
+
+
+# ---- image sets made item by item ----------------------------------------------------
+
+
+def image_ok(path: Path, size: tuple[int, int], mode: str) -> bool:
+    """True if ``path`` is a complete image of ``size`` (w, h) and ``mode``."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size == size and im.mode == mode
+    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
+def blocks_to_run(n: int, batch_size: int, done: Sequence[bool]) -> list[range]:
+    """The aligned blocks of ``range(n)`` that hold at least one unfinished position."""
+    return [range(lo, min(n, lo + batch_size)) for lo in range(0, n, batch_size)
+            if not all(done[lo : lo + batch_size])]  # fmt: skip
+
+
+def prune(scratch: Path, keep: Iterable[Path], folders: Sequence[str]) -> int:
+    """Delete everything under ``scratch/<folder>`` that is not in ``keep`` (temporary files of
+    a killed write, files of items this run does not make) and the folders left empty; returns
+    how many files were removed."""
+    keep, removed = {Path(p) for p in keep}, 0
+    for folder in folders:
+        root = scratch / folder
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*"), reverse=True):
+            if path.is_file() or path.is_symlink():
+                if path not in keep:
+                    path.unlink()
+                    removed += 1
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+    return removed
+
+
+def move_into_place(scratch: Path, out: Path) -> list[str]:
+    """Move the finished scratch folder to ``out``; remove the stage's superseded scratch folders
+    (same ``<stage>-`` prefix: runs whose inputs changed before they finished) and the scratch
+    root if it is then empty. Returns the superseded folders' names."""
+    replace_dir(scratch, out)
+    removed = remove_superseded(scratch.parent, scratch.name.rsplit("-", 1)[0] + "-")
+    if removed:
+        log.info("removed superseded scratch folder(s) %s", ", ".join(removed))
     try:
         scratch.parent.rmdir()
     except OSError:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from synthmix.core.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -77,3 +81,25 @@ def _writing_stage(path: str | os.PathLike, dvc_yaml: str | os.PathLike) -> tupl
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         pass  # no dvc.yaml here (a library call): the generic advice
     return None, None
+
+
+def load_images(records: list[dict], classes: list[str], size: int, desc: str = "loading") -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``records`` into (uint8 N x 3 x size x size, int64 labels)."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({r["label"] for r in records} - set(index))
+    if unknown:
+        raise DataError(f"images with labels {unknown} are not among the classes {classes}")
+    if not records:
+        raise DataError(f"no images to {desc}")
+    data = np.empty((len(records), size, size, 3), dtype=np.uint8)
+    for i, rec in enumerate(tqdm(records, desc=desc, unit="img", leave=False)):
+        img = load_rgb(rec["path"])
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        data[i] = np.asarray(img)
+    labels = torch.tensor([index[r["label"]] for r in records], dtype=torch.long)
+    return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous(), labels

@@ -23,13 +23,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from synthmix.config.data import PrepareParams
+from synthmix.config import Params
 from synthmix.core.atomic import PNG_OPTIONS, save_image, write_json
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Output
+from synthmix.core.resume import prune
 from synthmix.core.seeding import derive_seed
 from synthmix.data.leakage import apply_duplicate_policy
 from synthmix.data.manifest import file_sha256, write_manifest
@@ -39,8 +42,9 @@ from synthmix.data.sources import (
     normalize_name,
     open_source,
 )
-from synthmix.config import Params
-from synthmix.core.stage import Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.prepare import PrepareParams
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +77,6 @@ def _save_png(image, path: Path, mode: str) -> None:
     if image.mode != mode:
         image = image.convert(mode)
     save_image(image, path, **PNG_OPTIONS)
-
-
-def _prune(images_dir: Path, keep: set[Path]) -> int:
-    """Delete PNGs (and temp files of an interrupted run) under images_dir/<split> not in ``keep``."""
-    removed = 0
-    for split in SPLITS:
-        root = images_dir / split
-        if not root.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-            for name in filenames:
-                path = Path(dirpath) / name
-                stale_png = name.endswith(".png") and path not in keep
-                if stale_png or (name.startswith(".") and name.endswith(".tmp")):
-                    path.unlink()
-                    removed += 1
-            if not os.listdir(dirpath):
-                os.rmdir(dirpath)
-    return removed
 
 
 def _check_class_names(classes: list[str]) -> None:
@@ -194,7 +179,7 @@ def prepare_real(params: PrepareParams, out_dir: str | os.PathLike) -> dict:
         write_manifest(out_dir / f"{split}.jsonl", rows[split])
     write_json(out_dir / "classes.json", {"classes": list(params.classes), "mode": source.mode, "source": source.name})
     keep = {Path(rec["path"]) for split in SPLITS for rec in rows[split]}
-    removed = _prune(images_dir, keep)
+    removed = prune(images_dir, keep, SPLITS)
     if removed:
         log.info("removed %d stale files of an earlier run from %s", removed, images_dir)
     if skipped:

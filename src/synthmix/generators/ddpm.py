@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,13 +35,15 @@ from diffusers import (
 )
 from PIL import Image
 
-from synthmix.config.generation import GenerateParams
 from synthmix.core.device import autocast_dtype
 from synthmix.core.errors import MissingAssetError
 from synthmix.data.classes import MODES
 from synthmix.data.manifest import file_sha256
 from synthmix.generators.base import Job
 from synthmix.generators.img2img import group_by_strength, load_source, variant_fields
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.generate import GenerateParams
 
 log = logging.getLogger(__name__)
 

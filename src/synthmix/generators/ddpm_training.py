@@ -37,15 +37,15 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from synthmix.config import Params
-from synthmix.config.generation import TrainGeneratorParams, unet_shape_problem
+from synthmix.config.ddpm import DDPMTrainingParams, unet_shape_problem
 from synthmix.core.atomic import replace_dir, write_json
 from synthmix.core.device import autocast_dtype as pick_autocast_dtype
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
 from synthmix.core.resume import Checkpoints, finish_scratch, run_key, scratch_dir
 from synthmix.core.seeding import seed_everything
 from synthmix.core.timings import environment, write_timings
-from synthmix.core.stage import Input, Output
 from synthmix.data.classes import MODES, read_class_info
 from synthmix.data.images import load_rgb
 from synthmix.data.manifest import count_by_label, file_sha256, read_manifest
@@ -60,7 +60,7 @@ from synthmix.generators.ddpm import (
 log = logging.getLogger(__name__)
 
 
-def build_unet(params: TrainGeneratorParams, n_classes: int, channels: int) -> UNet2DModel:
+def build_unet(params: DDPMTrainingParams, n_classes: int, channels: int) -> UNet2DModel:
     n = len(params.block_out_channels)
     down = ["DownBlock2D"] * n
     up = ["UpBlock2D"] * n
@@ -130,7 +130,7 @@ class _Batches:
 
 
 def train_ddpm(
-    params: TrainGeneratorParams,
+    params: DDPMTrainingParams,
     images: torch.Tensor,
     labels: torch.Tensor,
     classes: Sequence[str],
@@ -202,10 +202,12 @@ def train_ddpm(
     losses = torch.zeros(params.steps, device=device)
     model_params = [p for p in unet.parameters()]
     every = getattr(params, "checkpoint_every", 0)
+    label_dropout = getattr(params, "label_dropout", 0.0)  # the label DDPM has one class and no dropout
+    recorded = {**params.model_dump(exclude={"checkpoint_every", "label_dropout"}), "label_dropout": label_dropout}
     checkpoints = scratch = None
     first = 0
     if every > 0:
-        key = run_key({"params": params.model_dump(exclude={"checkpoint_every"}), "classes": classes, "mode": mode,
+        key = run_key({"params": recorded, "classes": classes, "mode": mode,
                        "images": _tensor_sha256(images), "labels": _tensor_sha256(labels),
                        "device": device.type, "amp": str(amp_dtype), "torch": torch.__version__})
         scratch = scratch_dir(out_dir, STAGE, key, Path(scratch_root) if scratch_root is not None else None)
@@ -226,7 +228,7 @@ def train_ddpm(
         b = len(idx)
         idx_dev = idx.to(device)
         x0 = images[idx_dev].float() / 127.5 - 1.0
-        drop = (torch.rand(b, generator=g) < params.label_dropout).to(device)
+        drop = (torch.rand(b, generator=g) < label_dropout).to(device)
         y = torch.where(drop, torch.full_like(labels_dev[idx_dev], null_id), labels_dev[idx_dev])
         noise = torch.randn(x0.shape, generator=g).to(device)
         t = torch.randint(0, params.num_train_timesteps, (b,), generator=g).to(device)
@@ -294,7 +296,7 @@ def train_ddpm(
             "n_parameters": n_params,
             "train_images": len(images),
             "train_images_per_class": count_by_label({"label": classes[i]} for i in labels.tolist()),
-            "params": params.model_dump(exclude={"checkpoint_every"}),
+            "params": recorded,
             "lr_warmup_steps": warmup,
             "grad_clip_norm": 1.0,
             "weights": "EMA",

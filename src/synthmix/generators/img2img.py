@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from synthmix.core.errors import DataError, ParamsError

@@ -28,11 +28,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from synthmix.config.generation import PromptParams
 from synthmix.core.errors import DataError
 from synthmix.core.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.generate import PromptParams
 
 _NUM = r"([0-9]*\.?[0-9]+)"
 # (text:1.4)  -- A1111

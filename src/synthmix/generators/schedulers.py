@@ -1,12 +1,13 @@
-"""The samplers of the Stable Diffusion backends, by the name params.yaml uses.
-
-A light registry (diffusers is imported only when a scheduler is built), so the params schema
-takes its allowed ``generate.sd.scheduler`` values from here and the two cannot drift apart.
+"""The samplers of the Stable Diffusion backends, by the name params.yaml uses
+(``generate.sd.scheduler``; the schema's list is :data:`synthmix.config.choices.SCHEDULERS`,
+checked against this registry at import). diffusers is imported only when one is built.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from synthmix.config.choices import SCHEDULERS as SCHEDULER_NAMES
 
 
 class SchedulerSpec(NamedTuple):
@@ -27,6 +28,9 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
     "euler_a": SchedulerSpec("EulerAncestralDiscreteScheduler", {}),
     "ddim": SchedulerSpec("DDIMScheduler", {}),
 }
+
+if tuple(SCHEDULERS) != SCHEDULER_NAMES:
+    raise ImportError(f"samplers {list(SCHEDULERS)} != the names in config/choices.py {list(SCHEDULER_NAMES)}")
 
 
 def make_scheduler(name: str, config):

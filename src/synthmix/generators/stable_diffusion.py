@@ -51,14 +51,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from synthmix.config.generation import GenerateParams
+from synthmix.config.sections.generate import GenerateParams
 from synthmix.core.errors import DataError, MissingAssetError, ParamsError
 from synthmix.data.manifest import file_sha256
-from synthmix.generators.prompts import PromptBuilder
-from synthmix.generators.img2img import check_no_class_names, load_source, variant_fields
-from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
-from synthmix.personalize.erase import erased_sha256
-from synthmix.personalize.adapters import (
+from synthmix.generators.adapters import (
     TrainedEmbedding,
     check_model,
     load_embeddings_into,
@@ -66,6 +62,10 @@ from synthmix.personalize.adapters import (
     trained_loras,
     vector_tokens,
 )
+from synthmix.generators.erased import erased_sha256
+from synthmix.generators.img2img import check_no_class_names, load_source, variant_fields
+from synthmix.generators.prompts import PromptBuilder
+from synthmix.generators.schedulers import SCHEDULERS, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class StableDiffusionBackend:
             pipe = load_pipeline(StableDiffusionXLPipeline, sd.model, self.kind, self.dtype, sd.config)
         pipe.scheduler = make_scheduler(sd.scheduler, pipe.scheduler.config)
         if self.erased_dir is not None:  # ESD-erased UNet in place of the model's (before any LoRA)
-            from synthmix.personalize.erase import load_erased_unet
+            from synthmix.generators.erased import load_erased_unet
 
             pipe.unet = load_erased_unet(self.erased_dir, getattr(self, "model_sha256", None), torch.device("cpu"),
                                          self.dtype)

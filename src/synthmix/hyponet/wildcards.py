@@ -55,12 +55,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import torch
 
-from synthmix.config.hyponet import HyponetParams
+from synthmix.config import Params
 from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
 from synthmix.data.images import load_rgb
 from synthmix.hyponet import wordnet as W
@@ -71,8 +72,9 @@ from synthmix.hyponet.imagenet import (
     needs_inversion,
     short_label,
 )
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.hyponet import HyponetParams
 
 log = logging.getLogger(__name__)
 

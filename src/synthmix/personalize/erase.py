@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -30,14 +29,12 @@ import torch.nn.functional as F
 from synthmix.config import Params
 from synthmix.core.atomic import building_dir, write_json
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
-from synthmix.core.stage import Input, Output
+from synthmix.generators.erased import ERASE_FORMAT, INDEX, UNET_DIR
 
 log = logging.getLogger(__name__)
 
-ERASE_FORMAT = "synthmix-erased-unet/1"
-INDEX = "index.json"
-UNET_DIR = "unet"
 
 
 def trainable(name: str, method: str) -> bool:
@@ -103,7 +100,7 @@ def erase_concepts(unet, encode, concepts: dict[str, str], p, resolution: int, s
     losses = []
     for it in tqdm(range(p.iterations), desc="erase (ESD)", disable=not show_progress):
         label = order[it % len(order)]
-        g = torch.Generator().manual_seed(derive_seed("erase", p.seed, it) % (2**63))
+        g = torch.Generator().manual_seed(derive_seed("erase", p.seed, it))
         stop = int(torch.randint(0, p.ddim_steps - 1, (1,), generator=g))
         latents = torch.randn(shape, generator=g).to(device)
         unet.eval()
@@ -162,38 +159,3 @@ def erase_stage(params: Params, *, classes: Input, out: Output, metrics: Output)
     write_json(metrics, {"backend": "sd", "erased": len(concepts), **{k: round(v, 6) if isinstance(v, float) else v
                                                                       for k, v in stats.items()}})
     print(f"erase: {len(concepts)} concepts erased from the UNet in {out}")
-
-
-def load_erased_unet(folder: Path, model_sha256: str | None, device: torch.device, dtype: torch.dtype):
-    """The erased UNet of the erase stage, checked against the model it was made from."""
-    import json
-
-    from diffusers import UNet2DConditionModel
-
-    index = Path(folder) / INDEX
-    try:
-        info = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{index} is missing or unreadable ({exc}): run dvc repro erase") from exc
-    if info.get("format") != ERASE_FORMAT or not info.get("erased"):
-        raise DataError(f"{folder} holds no erased UNet ({info.get('reason', 'unknown format')}): set "
-                        "generate.sd.erased: true and run dvc repro erase")
-    if model_sha256 is not None and info.get("model_sha256") not in (None, model_sha256) \
-            and not str(info.get("model_sha256", "")).startswith("given:"):
-        raise DataError(f"{folder} was erased from another model ({info.get('model')}): run dvc repro erase")
-    try:
-        return UNet2DConditionModel.from_pretrained(Path(folder) / UNET_DIR, use_safetensors=True,
-                                                    torch_dtype=dtype).to(device)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load the erased UNet in {folder} ({exc}): run dvc repro -f erase") from exc
-
-
-def erased_sha256(folder: str | Path) -> str:
-    """The erased UNet's weights hash (what generation records and keys its scratch folder on)."""
-    from synthmix.data.manifest import file_sha256
-
-    path = Path(folder) / UNET_DIR / "diffusion_pytorch_model.safetensors"
-    if not path.is_file():
-        raise DataError(f"{folder} holds no erased UNet ({path.name} missing): set generate.sd.erased: true and run "
-                        "dvc repro erase")
-    return file_sha256(path)

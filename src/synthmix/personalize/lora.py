@@ -30,11 +30,11 @@ from synthmix.config import Params
 from synthmix.core.atomic import building_dir, replace_dir, write_json
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
-from synthmix.core.stage import Input, Output
 from synthmix.data.classes import read_classes
 from synthmix.data.manifest import file_sha256, read_manifest
-from synthmix.personalize.adapters import INDEX, LORA_FORMAT, SHARED_LORA_FILE, skip_index
+from synthmix.generators.adapters import INDEX, LORA_FORMAT, SHARED_LORA_FILE, skip_index
 from synthmix.personalize.data import Upsampler, captions_for, load_pixels, select_images
 from synthmix.personalize.training import (
     Checkpoints,

@@ -39,11 +39,11 @@ from synthmix.config import Params
 from synthmix.core.atomic import replace_dir, write_json
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
-from synthmix.core.stage import Input, Output
 from synthmix.data.classes import read_classes
 from synthmix.data.manifest import file_sha256, read_manifest
-from synthmix.personalize.adapters import INDEX, TI_FILE, TI_FORMAT, class_token, vector_tokens
+from synthmix.generators.adapters import INDEX, TI_FILE, TI_FORMAT, class_token, vector_tokens
 from synthmix.personalize.data import Upsampler, class_text, load_pixels, select_images
 from synthmix.personalize.lora import skip_reason, write_skip
 from synthmix.personalize.training import (
@@ -186,7 +186,7 @@ def train_textual_inversions(params: Params, records: Sequence[dict], classes: S
     model = load_sd_model(params, device, p.resolution, p.mixed_precision, pipe)
     erased = None
     if params.generate.sd.erased:  # DA-Fusion: tokens learnt on the UNet that has forgotten the classes
-        from synthmix.personalize.erase import erased_sha256, load_erased_unet
+        from synthmix.generators.erased import erased_sha256, load_erased_unet
 
         if erased_dir is None:
             raise ParamsError("generate.sd.erased = true needs the erase stage's folder (--erased models/erased)")

@@ -38,10 +38,11 @@ import torch
 import torch.nn.functional as F
 
 from synthmix.core.atomic import write_json
-# the checkpoints and scratch folders of resumable stages (the DDPM trainer uses them too)
-from synthmix.core.resume import Checkpoints, finish_scratch, run_key, scratch_dir  # noqa: F401
 from synthmix.core.device import autocast_dtype
 from synthmix.core.errors import DataError, ParamsError
+
+# the checkpoints and scratch folders of resumable stages (the DDPM trainer uses them too)
+from synthmix.core.resume import Checkpoints, finish_scratch, run_key, scratch_dir  # noqa: F401
 from synthmix.core.seeding import derive_seed
 
 log = logging.getLogger(__name__)

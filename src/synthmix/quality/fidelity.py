@@ -27,25 +27,27 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
 
-from synthmix.classify.train import load_images
-from synthmix.config.quality import FidelityParams
+from synthmix.config import Params
 from synthmix.core.checkpoint import load_checkpoint, save_checkpoint
 from synthmix.core.device import pick_device
 from synthmix.core.errors import DataError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
+from synthmix.data.images import load_images
 from synthmix.quality.inception import (
     InceptionWeights,
     extract_features,
     load_extractor,
+    resolve_weights,
 )
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
-from synthmix.quality.inception import resolve_weights
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.fidelity import FidelityParams
 
 log = logging.getLogger(__name__)
 

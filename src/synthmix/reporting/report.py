@@ -24,14 +24,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from synthmix.config import Params
 from synthmix.core.atomic import atomic_open
 from synthmix.core.errors import DataError
 from synthmix.core.live import read_metric
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
-from synthmix.reporting.contact import write_contact_sheet
-from synthmix.reporting.summary import ratio_label
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.data.contact import write_contact_sheet
+from synthmix.reporting.classification import ratio_label
+from synthmix.reporting.format import pct
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,6 @@ def curves_png(histories: dict[str, list[dict]], path: Path) -> None:
     _save(fig, path)
 
 
-def _pct(x: Optional[float]) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
 def cross_dataset_table(runs: dict[tuple[str, int], dict], mixes: Sequence[str], seeds: Sequence[int]) -> Optional[str]:
     """Mean accuracy per test set and their average, per mix (the thesis's table 5-9)."""
     first = runs.get((mixes[0], seeds[0]), {})
@@ -147,7 +144,7 @@ def cross_dataset_table(runs: dict[tuple[str, int], dict], mixes: Sequence[str],
     for mix in mixes:
         vals = {s: np.mean([runs[(mix, seed)]["test_sets"][s] for seed in seeds]) for s in sets}
         avg = np.mean([runs[(mix, seed)]["accuracy_avg"] for seed in seeds])
-        lines.append(f"| {mix} | " + " | ".join(_pct(vals[s]) for s in sets) + f" | {_pct(avg)} |")
+        lines.append(f"| {mix} | " + " | ".join(pct(vals[s]) for s in sets) + f" | {pct(avg)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,30 +158,32 @@ def write_report(
     classes: Sequence[str],
     real: list[dict],
     synthetic: list[dict],
-    metrics_dir: Path = Path("metrics"),
+    inputs: dict[str, Path],
     sheet_per_class: int = 32,
     seed: int = 0,
 ) -> dict:
-    """Write the pictures into ``image_dir`` and ``REPORT.md`` to ``out``; return what was written."""
-    m = metrics_dir
-    summary_md = (m / "summary.md").read_text(encoding="utf-8") if (m / "summary.md").is_file() else None
-    details = _read_json(m / "summary_details.json")
+    """Write the pictures into ``image_dir`` and ``REPORT.md`` to ``out``; return what was written.
+    ``inputs``: the path of each of :data:`REPORT_INPUTS` (the stage's command line)."""
+    i = {k: Path(v) for k, v in inputs.items()}
+    summary_md = i["summary_table"].read_text(encoding="utf-8") if i["summary_table"].is_file() else None
+    details = _read_json(i["summary_details"])
     if summary_md is None or details is None:
-        raise DataError(f"{m}/summary.md or summary_details.json is missing: run the summarize stage first")
+        raise DataError(f"{i['summary_table']} or {i['summary_details']} is missing: run the summarize stage first")
     runs = {}
     for mix in mixes:
         for s in seeds:
-            r = _read_json(m / "cls" / f"{mix}-seed{s}.json")
+            r = _read_json(i["run_metrics"] / f"{mix}-seed{s}.json")
             if r is None:
-                raise DataError(f"{m}/cls/{mix}-seed{s}.json is missing: run evaluate@{mix}-{s}")
+                raise DataError(f"{i['run_metrics']}/{mix}-seed{s}.json is missing: run evaluate@{mix}-{s}")
             runs[(mix, s)] = r
     histories = {f"{mix}-seed{s}": [{"epoch": step, "val_accuracy": v} for step, v in curve]
                  for mix in mixes for s in seeds
-                 if (curve := read_metric(m / "train" / f"{mix}-seed{s}", "val_accuracy"))}  # DVCLive folders
-    fidelity_md = (m / "fidelity.md").read_text(encoding="utf-8") if (m / "fidelity.md").is_file() else None
-    qc = _read_json(m / "qc.json")
-    prepare = _read_json(m / "prepare.json") or {}
-    generate = _read_json(m / "generate.json") or {}
+                 if (curve := read_metric(i["histories"] / f"{mix}-seed{s}", "val_accuracy"))}  # DVCLive folders
+    fidelity_md = i["fidelity_table"].read_text(encoding="utf-8") if i["fidelity_table"].is_file() else None
+    qc = _read_json(i["qc_metrics"])
+    prepare = _read_json(i["prepare_metrics"]) or {}
+    generate = _read_json(i["generate_metrics"]) or {}
+    m = i["summary_table"].parent  # the metrics folder: the segmentation and QC reports are linked there
 
     image_dir.mkdir(parents=True, exist_ok=True)
     sheets = contact_sheets(real, synthetic, classes, image_dir / "sheets", sheet_per_class, seed)
@@ -223,10 +222,10 @@ def write_report(
         "",
         summary_md.strip(),
         "",
-        f"The baseline {baseline} reaches {_pct(base['accuracy_mean'])} %; the best mix is {best} "
-        f"({_pct(details['mixes'][best]['accuracy_mean'])} %, {details['mixes'][best]['delta_points']:+.2f} points).",
+        f"The baseline {baseline} reaches {pct(base['accuracy_mean'])} %; the best mix is {best} "
+        f"({pct(details['mixes'][best]['accuracy_mean'])} %, {details['mixes'][best]['delta_points']:+.2f} points).",
         "",
-        f"![accuracy vs synthetic share]({rel(m / 'accuracy_vs_fake.png')})",
+        f"![accuracy vs synthetic share]({rel(i['accuracy_plot'])})",
         "",
     ]
     cross = cross_dataset_table(runs, mixes, seeds)
@@ -234,14 +233,14 @@ def write_report(
         lines += ["## Cross-dataset accuracy", "",
                   "Mean accuracy (%) over seeds on each real test set ('test' is the main split) and their "
                   "unweighted average, as in the prompt-strategy study's table.", "", cross]
-    fewshot_md = m / "fewshot" / "summary.md"
+    fewshot_md = i["fewshot_table"]
     if fewshot_md.is_file():
         lines += ["## Few-shot: DA-Fusion, Real Guidance and standard augmentation", "",
                   "A linear probe on frozen ImageNet features per method, trained on k real images per class "
                   "(DA-Fusion and Real Guidance: each sample swapped with probability alpha for one of its own "
                   "image-to-image variants); tables from `fewshot_summarize`.", "",
                   fewshot_md.read_text(encoding="utf-8").strip(), "",
-                  f"![few-shot accuracy vs examples per class]({rel(m / 'fewshot' / 'accuracy_vs_shots.png')})", ""]
+                  f"![few-shot accuracy vs examples per class]({rel(i['fewshot_plot'])})", ""]
     # a link, not the table: reading metrics/seg/ here would make `dvc repro report` run the whole
     # segmentation branch first (or, undeclared, copy a table of another run)
     lines += ["## Segmentation (study 5)", "",
@@ -278,12 +277,9 @@ def write_report(
 
 
 # every metrics file the report reads, by the name it has below the metrics folder
-REPORT_INPUTS = {
-    "summary_table": "summary.md", "summary_details": "summary_details.json", "accuracy_plot": "accuracy_vs_fake.png",
-    "fidelity_table": "fidelity.md", "qc_metrics": "qc.json", "prepare_metrics": "prepare.json",
-    "generate_metrics": "generate.json", "run_metrics": "cls", "histories": "train",
-    "fewshot_table": "fewshot/summary.md", "fewshot_plot": "fewshot/accuracy_vs_shots.png",
-}
+# what the report reads, by its command-line option (dvc.yaml gives the paths)
+REPORT_INPUTS = ("summary_table", "summary_details", "accuracy_plot", "fidelity_table", "qc_metrics",
+                 "prepare_metrics", "generate_metrics", "run_metrics", "histories", "fewshot_table", "fewshot_plot")
 
 
 def report_stage(params: Params, *, real: Input, classes: Input, synthetic: Input, summary_table: Input,
@@ -296,16 +292,14 @@ def report_stage(params: Params, *, real: Input, classes: Input, synthetic: Inpu
     from synthmix.data.classes import read_classes
     from synthmix.data.manifest import read_manifest
 
-    given = {k: Path(v) for k, v in locals().items() if k in REPORT_INPUTS}
-    metrics_dir = given["summary_table"].parent
-    misplaced = {k: v for k, v in given.items() if v != metrics_dir / REPORT_INPUTS[k]}
-    if misplaced:
-        raise DataError(f"the report reads its inputs from one metrics folder ({metrics_dir}); these are elsewhere: "
-                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in misplaced.items()))
+    inputs = {"summary_table": summary_table, "summary_details": summary_details, "accuracy_plot": accuracy_plot,
+              "fidelity_table": fidelity_table, "qc_metrics": qc_metrics, "prepare_metrics": prepare_metrics,
+              "generate_metrics": generate_metrics, "run_metrics": run_metrics, "histories": histories,
+              "fewshot_table": fewshot_table, "fewshot_plot": fewshot_plot}
     written = write_report(
         out=Path(out), image_dir=Path(figures), mixes=params.mix.names, seeds=params.train.seeds,
         baseline=params.summarize.baseline, classes=read_classes(classes), real=read_manifest(real),
-        synthetic=read_manifest(synthetic), metrics_dir=metrics_dir,
+        synthetic=read_manifest(synthetic), inputs=inputs,
         sheet_per_class=params.report.sheet_per_class, seed=params.report.seed,
     )
     print(f"wrote {written['report']} with {len(written['figures'])} figures and "

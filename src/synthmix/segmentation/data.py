@@ -22,14 +22,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from synthmix.config import Params
 from synthmix.core.atomic import PNG_OPTIONS, save_image
-from synthmix.core.errors import DataError
+from synthmix.core.errors import DataError, ParamsError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
 from synthmix.data.images import IMAGE_SUFFIXES, load_rgb
 from synthmix.data.manifest import file_sha256, read_manifest, write_manifest
-from synthmix.config import Params
-from synthmix.core.errors import ParamsError
-from synthmix.core.stage import Input, Output
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +241,7 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
             f"{n} pairs are too few for seg_prepare.val_fraction = {val_fraction} and test_fraction = "
             f"{test_fraction}: each split needs at least one pair"
         )
-    order = np.random.default_rng(derive_seed("seg-split", seed) % 2**63).permutation(n)
+    order = np.random.default_rng(derive_seed("seg-split", seed)).permutation(n)
     return {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test : n_test + n_val]),
             "train": np.sort(order[n_test + n_val :])}  # fmt: skip
 

@@ -34,20 +34,23 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from synthmix.config.segmentation import SegFilterParams, SegTrainParams
+from synthmix.config import Params
 from synthmix.core.errors import DataError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
 from synthmix.data.manifest import file_sha256
 from synthmix.segmentation.data import save_mask
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.seg_filter import SegFilterParams
+    from synthmix.config.sections.seg_train import SegTrainParams
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ def resample_indices(hardness: Sequence[float], power: float, seed: int) -> np.n
     w = np.where(h > 0, h, 0.0) ** power if power else np.ones_like(h)
     w = np.where(np.isfinite(w), w, 0.0)
     prob = w / w.sum() if w.sum() > 0 else np.full(len(h), 1.0 / len(h))
-    rng = np.random.default_rng(derive_seed("seg-filter-resample", int(seed)) % 2**63)
+    rng = np.random.default_rng(derive_seed("seg-filter-resample", int(seed)))
     return rng.choice(len(h), size=len(h), replace=True, p=prob)
 
 

@@ -8,7 +8,7 @@ DPM-Solver++ sampling) trained with a single class and no label dropout and samp
 guidance 1.0: the class embedding is then one learned constant, i.e. the model is
 unconditional. Each map's starting noise comes from its own seed
 ``derive_seed("label-map", seed, index)``; the stage samples in aligned blocks and resumes map
-by map (:mod:`.resumable`), so a map does not depend on the resume point.
+by map (:mod:`synthmix.core.resume`), so a map does not depend on the resume point.
 
 The model folder is the generator folder the DDPM writes, plus ``labels.json`` (the
 segmentation classes and the encoding).
@@ -20,26 +20,28 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from synthmix.config.generation import TrainGeneratorParams
-from synthmix.config.segmentation import SegGenerateLabelsParams, SegTrainLabelsParams
+from synthmix.config import Params
 from synthmix.core.atomic import building_dir, read_json, write_json
 from synthmix.core.errors import MissingAssetError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed
+from synthmix.core.timings import write_timings
+from synthmix.data.manifest import file_sha256, write_manifest
 from synthmix.generators.ddpm import load_generator
 from synthmix.generators.ddpm_training import train_ddpm
 from synthmix.segmentation.data import load_mask, save_mask
 from synthmix.segmentation.postprocess import encode_labels
-from synthmix.config import Params
-from synthmix.data.manifest import file_sha256, write_manifest
-from synthmix.core.stage import Input, Output
-from synthmix.core.timings import write_timings
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.seg_generate_labels import SegGenerateLabelsParams
+    from synthmix.config.sections.seg_train_labels import SegTrainLabelsParams
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,10 @@ def train_label_ddpm(
     out_dir: str | os.PathLike, device: torch.device | None = None,
 ) -> dict:  # fmt: skip
     """Train the label DDPM on the masks of ``records`` and write the model folder ``out_dir``."""
-    ddpm_params = TrainGeneratorParams(**params.model_dump(), label_dropout=0.0, checkpoint_every=0)
     with building_dir(out_dir) as tmp_model:
         maps = encoded_label_maps(records, len(classes), ignore_index, params.resolution)
         labels = torch.zeros(len(maps), dtype=torch.long)  # one class: the unconditional model's label
-        info = train_ddpm(ddpm_params, maps, labels, ["label_map"], "L", tmp_model, device=device)
+        info = train_ddpm(params, maps, labels, ["label_map"], "L", tmp_model, device=device)
         write_json(tmp_model / LABELS_JSON, {
             "encoding": ENCODING, "classes": list(classes), "ignore_index": ignore_index,
             "resolution": params.resolution, "train_maps": len(records),
@@ -119,11 +120,10 @@ def generate_label_maps(
     labels.jsonl), resumably: the work goes to a scratch folder keyed by the model weights, the
     params, the image size and the device type, map by map (raw map, then its mask, which marks
     it done); a re-run after a kill keeps the maps that decode and samples the rest in the same
-    aligned blocks (:mod:`.resumable`), so the files are those of an uninterrupted run. Returns
+    aligned blocks (:mod:`synthmix.core.resume`), so the files are those of an uninterrupted run. Returns
     the metrics record plus ``generated`` / ``reused`` / ``corrupt_regenerated`` / ``seconds``."""
-    from synthmix.core.resume import run_key, scratch_dir
+    from synthmix.core.resume import blocks_to_run, image_ok, move_into_place, prune, run_key, scratch_dir
     from synthmix.segmentation.postprocess import Report, postprocess, structuring_element
-    from synthmix.segmentation.resumable import blocks_to_run, image_ok, move_into_place, prune
 
     p, out_dir = params, Path(out_dir)
     device = torch.device("cpu") if device is None else torch.device(device)

@@ -1,8 +1,8 @@
 """The segmentation networks ``seg_train.models`` can name, and how each is built.
 
-A light registry (segmentation-models-pytorch and the network modules are imported only when
-a model is built), so the params schema takes its allowed model names from here: adding a
-network is one entry.
+segmentation-models-pytorch and the network modules are imported only when a model is built.
+The params schema's names are :data:`synthmix.config.choices.SEG_MODELS`, checked against this
+registry at import: adding a network is one entry here and one there.
 
 - ``bisenetv2``, ``ppliteseg_t``, ``ppliteseg_b``: the source study's real-time networks in
   plain PyTorch (:mod:`synthmix.segmentation.networks`); in training they also return
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from synthmix.config.choices import SEG_MODELS as SEG_MODEL_NAMES
 from synthmix.core.errors import MissingAssetError, ParamsError
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ SEG_MODELS: dict[str, Callable[..., "torch.nn.Module"]] = {
     **{name: _native_builder(name) for name in NATIVE},
     **{name: _smp_builder(arch) for name, arch in SMP_ARCHITECTURES.items()},
 }
+
+if tuple(SEG_MODELS) != SEG_MODEL_NAMES:
+    raise ImportError(f"segmentation models {list(SEG_MODELS)} != the names in config/choices.py {list(SEG_MODEL_NAMES)}")
 
 
 def build_model(name: str, encoder: str, encoder_weights: str | None, n_classes: int,

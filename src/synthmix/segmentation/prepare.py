@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from synthmix.config.segmentation import SegPrepareParams
+from synthmix.config import Params
 from synthmix.core.atomic import building_dir, write_json
 from synthmix.core.errors import DataError, SynthmixError
+from synthmix.core.paths import Output
 from synthmix.core.seeding import derive_seed
 from synthmix.data.leakage import apply_duplicate_policy
 from synthmix.data.sources import load_fashion_mnist_debian, match_classes
@@ -37,8 +39,9 @@ from synthmix.segmentation.data import (
     write_pairs,
 )
 from synthmix.segmentation.scenes import SceneSpec, item_pools, make_scene
-from synthmix.config import Params
-from synthmix.core.stage import Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.seg_prepare import SegPrepareParams
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ def _write_scenes(params: SegPrepareParams, out: Path) -> dict:
         official = "test" if split == "test" else "train"
         records = []
         for i in range(n):
-            rng = np.random.default_rng(derive_seed("seg-scene", params.seed, split, i) % 2**63)
+            rng = np.random.default_rng(derive_seed("seg-scene", params.seed, split, i))
             image, mask, items = make_scene(spec, source, official, pools[split], rng)
             name = f"{i:05d}.png"
             img_path, mask_path = out / "images" / split / name, out / "masks" / split / name

@@ -43,7 +43,7 @@ def item_pools(source: ArraySource, class_ids: list[int], seed: int, val_share: 
     train_labels, test_labels = source.labels("train"), source.labels("test")
     for cid in class_ids:
         idx = np.flatnonzero(train_labels == cid)
-        idx = np.random.default_rng(derive_seed("seg-items", seed, cid) % 2**63).permutation(idx)
+        idx = np.random.default_rng(derive_seed("seg-items", seed, cid)).permutation(idx)
         n_val = max(1, int(round(len(idx) * val_share)))
         pools["val"].append(np.sort(idx[:n_val]))
         pools["train"].append(np.sort(idx[n_val:]))

@@ -42,7 +42,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -51,9 +51,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from synthmix.config.segmentation import SegGenerateImagesParams, SegTrainSpadeParams
+from synthmix.config import Params
 from synthmix.core.checkpoint import (
-    META,
     checkpoint_sha256,
     load_checkpoint,
     load_state,
@@ -61,9 +60,13 @@ from synthmix.core.checkpoint import (
     save_checkpoint,
 )
 from synthmix.core.errors import DataError, MissingAssetError
+from synthmix.core.paths import Input, Output
+from synthmix.core.resume import StepCheckpoints
 from synthmix.core.seeding import derive_seed, seed_everything
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.seg_generate_images import SegGenerateImagesParams
+    from synthmix.config.sections.seg_train_spade import SegTrainSpadeParams
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +437,7 @@ def noise_for(seeds: Sequence[int], z_dim: int) -> torch.Tensor | None:
     """One z per image from its own seed (independent of batch composition)."""
     if not z_dim:
         return None
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s) % 2**63)) for s in seeds])
+    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
 def to_tensors(images: np.ndarray, masks: np.ndarray, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -450,11 +453,6 @@ def data_sha256(images: np.ndarray, masks: np.ndarray) -> str:
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
-
-
-def _latest(scratch: Path) -> Path | None:
-    done = sorted(p for p in scratch.glob("step-*") if p.is_dir() and (p / META).is_file())
-    return done[-1] if done else None
 
 
 def train_spade(
@@ -480,10 +478,11 @@ def train_spade(
     x_all, seg_all = to_tensors(images, masks, n_classes)
     g = torch.Generator().manual_seed(params.seed)
     history, start = [], 0
-    scratch = Path(scratch) if scratch is not None else None
-    last = _latest(scratch) if scratch is not None else None
+    steps = StepCheckpoints(Path(scratch), params.checkpoint_every, "seg_train_spade", RESUME_FORMAT) \
+        if scratch is not None else None
+    last = steps.latest() if steps is not None else None
     if last is not None:
-        tensors, meta = load_checkpoint(last, RESUME_FORMAT, "seg_train_spade")
+        tensors, meta = steps.read(last)
         gan.load(tensors, meta, last)
         g.set_state(tensors["rng/generator"])
         torch.set_rng_state(tensors["rng/torch_cpu"])
@@ -502,14 +501,10 @@ def train_spade(
             raise DataError(f"SPADE training diverged at step {step} ({losses}): lower seg_train_spade.lr_g / lr_d")
         history.append(losses)
         done = step + 1
-        if scratch is not None and params.checkpoint_every and done % params.checkpoint_every == 0 and done < params.steps:
+        if steps is not None and steps.due(done, params.steps):
             tensors, meta = gan.state()
             tensors.update({"rng/generator": g.get_state(), "rng/torch_cpu": torch.get_rng_state()})
-            target = scratch / f"step-{done:08d}"
-            save_checkpoint(target, tensors, {"format": RESUME_FORMAT, "step": done, "history": history, **meta})
-            for old in scratch.glob("step-*"):
-                if old != target:
-                    shutil.rmtree(old, ignore_errors=True)
+            steps.write(done, tensors, {"history": history, **meta})
         if step % 10 == 9:
             bar.set_postfix(d=f"{losses['d']:.3f}", l1=f"{losses['g_l1']:.3f}")
         if on_step is not None:
@@ -594,13 +589,12 @@ def generate_spade_images(
     pairs.jsonl pointing at the label masks), resumably: a scratch folder keyed by the SPADE
     checkpoint's hash, the label masks' hashes, the params and the device type holds every
     finished image; a re-run keeps those that decode and renders the rest in the same aligned
-    blocks (:mod:`.resumable`). Returns the metrics plus ``generated`` / ``reused`` /
+    blocks (:mod:`synthmix.core.resume`). Returns the metrics plus ``generated`` / ``reused`` /
     ``corrupt_regenerated`` / ``seconds``."""
     from tqdm import tqdm
 
-    from synthmix.core.resume import run_key, scratch_dir
+    from synthmix.core.resume import blocks_to_run, image_ok, move_into_place, prune, run_key, scratch_dir
     from synthmix.segmentation.data import load_mask, pair_record, save_rgb, write_pairs
-    from synthmix.segmentation.resumable import blocks_to_run, image_ok, move_into_place, prune
 
     p, out_dir, device = params, Path(out_dir), torch.device(device)
     spade_hash = checkpoint_sha256(spade_dir)  # weights + meta.json: both only what the inputs determine

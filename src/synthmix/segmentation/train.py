@@ -16,20 +16,22 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthmix.config.segmentation import SegTrainParams
+from synthmix.config import Params
 from synthmix.core.checkpoint import load_checkpoint, load_state, save_checkpoint
 from synthmix.core.errors import DataError
+from synthmix.core.paths import Input, Output
 from synthmix.core.seeding import derive_seed, seed_everything
 from synthmix.segmentation.metrics import IoUMeter
 from synthmix.segmentation.models import build_model
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+
+if TYPE_CHECKING:
+    from synthmix.config.sections.seg_train import SegTrainParams
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def train_segmenter(
                         params.backbone_weights).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
-    g = torch.Generator().manual_seed(derive_seed("seg-batches", seed) % 2**63)
+    g = torch.Generator().manual_seed(derive_seed("seg-batches", seed))
     best, best_state, history = -1.0, None, []
     start = time.perf_counter()
     for epoch in range(1, params.epochs + 1):
@@ -162,14 +164,13 @@ def seg_train_stage(params: Params, mix: str, model: str, seed: int, *, mix_mani
     ``metrics`` and ``plots`` are a DVCLive folder's ``metrics.json`` (the run's summary, the best
     epoch's mIoU as ``best_val_miou``, and the last epoch's values) and ``plots/metrics`` (train_loss
     and val_miou per epoch; step = epoch)."""
-    from synthmix.core.device import pick_device, set_threads
+    from synthmix.core.device import pick_device
     from synthmix.core.live import live_metrics, log_epoch
     from synthmix.core.timings import write_timings
     from synthmix.data.classes import read_class_info
     from synthmix.segmentation.data import load_pairs_arrays, read_pairs
 
     p = params.seg_train
-    set_threads(p.num_threads)
     info = read_class_info(classes)
     pairs = read_pairs(mix_manifest)
     train = load_pairs_arrays(pairs, info["image_size"])

@@ -11,10 +11,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from synthmix.core.errors import DataError
-from synthmix.stats import mean_std_ci, paired_t, signed_rank
 from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.core.errors import DataError
+from synthmix.core.paths import Input, Output
+from synthmix.reporting.format import pct
+from synthmix.stats import mean_std_ci, paired_t, signed_rank
 
 
 def summarize_seg(
@@ -62,10 +63,6 @@ def summarize_seg(
     return {"baseline": baseline, "confidence": confidence, "seeds": list(seeds), "rows": rows}
 
 
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
 def _pts(x) -> str:
     return "–" if x is None else f"{100 * x:+.2f}"
 
@@ -85,7 +82,7 @@ def table1(summary: dict) -> str:
                 cells.append("–")
                 continue
             half = None if r["miou_ci_high"] is None else (r["miou_ci_high"] - r["miou_ci_low"]) / 2
-            cells.append(_pct(r["miou_mean"]) + ("" if half is None else f" ± {100 * half:.2f}"))
+            cells.append(pct(r["miou_mean"]) + ("" if half is None else f" ± {100 * half:.2f}"))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -108,7 +105,7 @@ def markdown(summary: dict) -> str:
     ]
     for r in summary["rows"]:
         sd = "" if r["miou_std"] is None else f" ± {100 * r['miou_std']:.2f}"
-        ci = "–" if r["miou_ci_low"] is None else f"[{_pct(r['miou_ci_low'])}, {_pct(r['miou_ci_high'])}]"
+        ci = "–" if r["miou_ci_low"] is None else f"[{pct(r['miou_ci_low'])}, {pct(r['miou_ci_high'])}]"
         pr = r["paired_vs_baseline"]
         img = (pr or {}).get("per_image")
         if pr is None:
@@ -120,7 +117,7 @@ def markdown(summary: dict) -> str:
             imed = "–" if img is None else _pts(img["median_diff"])
             ip = "–" if img is None or img["p"] is None else f"{img['p']:.3g}"
         lines.append(f"| {r['model']} | {r['mix']} | {r['synthetic_pairs']} / {r['train_pairs']} | "
-                     f"{_pct(r['miou_mean'])}{sd} | {ci} | {delta} | {pci} | {p} | {imed} | {ip} |")  # fmt: skip
+                     f"{pct(r['miou_mean'])}{sd} | {ci} | {delta} | {pci} | {p} | {imed} | {ip} |")  # fmt: skip
     classes = list(summary["rows"][0]["iou_per_class"]) if summary["rows"] else []
     lines += ["", f"Per-class IoU (%), mean over seeds (Δ vs {base} in points, seed-paired):", "",
               "| Model | Mix | " + " | ".join(classes) + " |", "|---|---|" + "---:|" * len(classes)]  # fmt: skip
@@ -128,7 +125,7 @@ def markdown(summary: dict) -> str:
         cells = []
         for c in classes:
             v, d = r["iou_per_class"][c], r["iou_delta_vs_baseline"][c]
-            cells.append(_pct(v) + ("" if r["mix"] == base or d is None else f" ({_pts(d)})"))
+            cells.append(pct(v) + ("" if r["mix"] == base or d is None else f" ({_pts(d)})"))
         lines.append(f"| {r['model']} | {r['mix']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

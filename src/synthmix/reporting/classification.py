@@ -40,11 +40,12 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from synthmix.config import Params
+from synthmix.config.mixnames import MixSpec
 from synthmix.core.atomic import atomic_open, write_json
 from synthmix.core.errors import DataError, SynthmixError
-from synthmix.mixes import MixSpec
-from synthmix.config import Params
-from synthmix.core.stage import Input, Output
+from synthmix.core.paths import Input, Output
+from synthmix.reporting.format import p_value, pct
 from synthmix.stats import mcnemar_exact, mean_std_ci, paired_t  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -427,18 +428,6 @@ def rounded(summary: dict, digits: int = 6) -> dict:
 # --------------------------------------------------------------------------- rendering
 
 
-def _fmt_p(p: Optional[float]) -> str:
-    if p is None:
-        return "–"
-    if p < 0.001:
-        return "<0.001"
-    return f"{p:.3f}"
-
-
-def _pct(x: Optional[float], digits: int = 2) -> str:
-    return "–" if x is None else f"{100.0 * x:.{digits}f}"
-
-
 def markdown_table(summary: dict) -> str:
     """A Markdown table in the shape of the source papers' tables, with a one-line caption."""
     baseline = summary["baseline"]
@@ -462,20 +451,20 @@ def markdown_table(summary: dict) -> str:
     )
     lines = [caption, "", header, "|---|---|---:|" + ("---:|" if balanced else "") + "---:|---:|---:|---:|"]
     for mix, r in summary["mixes"].items():
-        acc = _pct(r["accuracy_mean"])
+        acc = pct(r["accuracy_mean"])
         if r["accuracy_std"] is not None:
-            acc += f" ± {_pct(r['accuracy_std'])}"
-        ci = "–" if r["ci_low"] is None else f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+            acc += f" ± {pct(r['accuracy_std'])}"
+        ci = "–" if r["ci_low"] is None else f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
         if r["is_baseline"]:
             delta, pt, mc = "(baseline)", "–", "–"
         else:
             delta = f"{r['delta_points']:+.2f}"
-            pt = _fmt_p(r["paired_t_p"])
-            mc = "–" if r["mcnemar"] is None else " / ".join(_fmt_p(m["p"]) for m in r["mcnemar"])
+            pt = p_value(r["paired_t_p"])
+            mc = "–" if r["mcnemar"] is None else " / ".join(p_value(m["p"]) for m in r["mcnemar"])
         if balanced:
-            bal = _pct(r["mean_per_class_accuracy_mean"])
+            bal = pct(r["mean_per_class_accuracy_mean"])
             if r["mean_per_class_accuracy_std"] is not None:
-                bal += f" ± {_pct(r['mean_per_class_accuracy_std'])}"
+                bal += f" ± {pct(r['mean_per_class_accuracy_std'])}"
             acc = f"{acc} | {bal}"
         lines.append(f"| {mix} | {r['ratio']} | {acc} | {ci} | {delta} | {pt} | {mc} |")
     return "\n".join(lines) + "\n"

@@ -1,52 +1,17 @@
-"""Params of the generators: the offline DDPM and its training, Stable Diffusion, prompts."""
+"""``generate``: the synthetic set (backend, sampling, Stable Diffusion, prompts, img2img)."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from synthmix.config.base import Section
-from synthmix.generators.registry import BACKENDS
-from synthmix.generators.schedulers import SCHEDULERS
+from synthmix.config.base import FileParam, Section, check
+from synthmix.config.choices import BACKENDS, SCHEDULERS
 
-# allowed values come from the registries (a backend or sampler added there is allowed here)
+# allowed values come from the name lists of the registries (config/choices.py)
 BackendName = Literal[tuple(BACKENDS)]
 SchedulerName = Literal[tuple(SCHEDULERS)]
-
-
-class DDPMTrainingParams(Section):
-    """A diffusers UNet2DModel DDPM and its training run (train_generator, seg_train_labels)."""
-
-    resolution: int = Field(ge=8)
-    block_out_channels: list[int] = Field(min_length=1)
-    layers_per_block: int = Field(ge=1)
-    attention: bool
-    steps: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    num_train_timesteps: int = Field(ge=2)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
-    ema_decay: float = Field(ge=0, lt=1)
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"]
-    seed: int
-
-
-def unet_shape_problem(section: str, p: DDPMTrainingParams) -> str | None:
-    """Why a UNet2DModel of these settings cannot be built, or None: GroupNorm needs channel
-    counts in multiples of 8, and each block after the first halves the size."""
-    if any(c % 8 for c in p.block_out_channels):
-        return (f"{section}.block_out_channels = {p.block_out_channels}: "
-                "each entry must be a multiple of 8 (GroupNorm uses 8 groups)")
-    down = 2 ** (len(p.block_out_channels) - 1)
-    if p.resolution % down:
-        return f"{section}.resolution = {p.resolution} must be divisible by {down} (2 ** (number of blocks - 1))"
-    return None
-
-
-class TrainGeneratorParams(DDPMTrainingParams):
-    label_dropout: float = Field(ge=0, lt=1)
-    checkpoint_every: int = Field(ge=0)  # steps between resumable checkpoints (models/.partial); 0 = none
 
 
 # FreeU factors of the prompt-strategy study, per model family (null in params.yaml = these)
@@ -71,7 +36,7 @@ class FreeUParams(Section):
 
 
 class LoraParams(Section):
-    path: str = Field(min_length=1)  # a LoRA .safetensors file, or a folder holding one
+    path: Annotated[str, FileParam()] = Field(min_length=1)  # a LoRA .safetensors file, or a folder holding one
     scale: float = 1.0
     weight_name: Optional[str] = None  # file name inside a folder with several LoRA files
     classes: list[str] = []  # apply only when generating these classes (e.g. one LoRA per class); [] = all
@@ -81,11 +46,11 @@ class SDParams(Section):
     """Stable Diffusion settings (generate.backend sd or sdxl)."""
 
     # hub id (online or HF cache), local diffusers folder, or a single .safetensors/.ckpt file
-    model: Optional[str]
+    model: Annotated[Optional[str], FileParam()]
     model_kind: Literal["auto", "folder", "single_file", "hub"]
     # single-file checkpoints: a local diffusers folder (or hub id) with the component configs
-    config: Optional[str]
-    refiner: Optional[str]  # sdxl only: refiner model (same forms as model)
+    config: Annotated[Optional[str], FileParam()]
+    refiner: Annotated[Optional[str], FileParam()]  # sdxl only: refiner model (same forms as model)
     refiner_switch: float = Field(gt=0, lt=1)  # fraction of steps done by the base model
     scheduler: SchedulerName
     steps: int = Field(ge=1)
@@ -126,7 +91,7 @@ class PromptParams(Section):
     class_names: dict[str, str]  # text for {class}; default: the label with _ as spaces
     suffix: str  # appended after ", " (the source's Fp)
     negative: str  # negative prompt (the source's Fn)
-    wildcards_dir: str
+    wildcards_dir: Annotated[str, FileParam()]
 
 
 class Img2ImgParams(Section):
@@ -185,3 +150,25 @@ class GenerateParams(Section):
         if self.sd.refiner and self.backend != "sdxl":
             raise ValueError(f"generate.sd.refiner is set but generate.backend = {self.backend}: a refiner needs sdxl")
         return self
+
+
+SCHEMA = GenerateParams
+
+
+@check("generate", "prepare")
+def _classes_known(p) -> None:
+    lora_classes = {c for lo in p.generate.sd.loras for c in lo.classes}
+    if lora_classes - set(p.prepare.classes):
+        raise ValueError(
+            f"generate.sd.loras name classes {sorted(lora_classes - set(p.prepare.classes))} that are "
+            f"not in prepare.classes {p.prepare.classes}"
+        )
+    for key in ("class_templates", "class_names"):
+        extra = sorted(set(getattr(p.generate.prompt, key)) - set(p.prepare.classes))
+        if extra:
+            raise ValueError(
+                f"generate.prompt.{key} names classes {extra} that are not in prepare.classes {p.prepare.classes}"
+            )
+
+
+CHECKS = [_classes_known]

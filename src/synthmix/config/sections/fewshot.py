@@ -1,4 +1,4 @@
-"""Params of the few-shot DA-Fusion branch (study 4): subsets, variants, classifier, summary."""
+"""``fewshot``: the few-shot DA-Fusion branch (study 4)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from synthmix.config.base import Section
-from synthmix.config.classify import ClassifierParams
+from synthmix.config.base import Section, check
+from synthmix.config.classifier import ClassifierParams
 
 # baseline: the real subset with standard augmentation only; real_guidance: swaps for img2img
 # variants made with the class name at one strength (He et al. 2023); dafusion: swaps for variants
@@ -47,3 +47,18 @@ class FewshotParams(Section):
         if len(set(v)) != len(v):
             raise ValueError(f"methods must be unique: {v}")
         return v
+
+
+SCHEMA = FewshotParams
+
+
+@check("fewshot", "prepare")
+def _shots_available(p) -> None:
+    if max(p.fewshot.shots) > p.prepare.train_per_class:
+        raise ValueError(
+            f"fewshot.shots asks for {max(p.fewshot.shots)} examples per class but prepare.train_per_class "
+            f"= {p.prepare.train_per_class}: lower fewshot.shots or raise prepare.train_per_class"
+        )
+
+
+CHECKS = [_shots_available]

@@ -1,19 +1,19 @@
-"""Params of the hyponet stage (study 3)."""
+"""``hyponet``: HypoNet wildcards (study 3)."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
-from synthmix.config.base import Section
+from synthmix.config.base import FileParam, Section
 
 
 class HyponetParams(Section):
     """HypoNet wildcards (study 3): sample image -> ImageNet class -> WordNet hypernym -> hyponyms."""
 
     classifier: Literal["efficientnet_lite0", "resnet50"]
-    weights: Optional[str]  # local weights file; null = the pip package / torchvision cache
+    weights: Annotated[Optional[str], FileParam()]  # local weights file; null = the pip package / torchvision cache
     samples_per_class: int = Field(ge=1)  # training images classified per class
     aggregate: Literal["vote", "mean", "union"]  # how several samples' answers combine
     invert: Union[bool, Literal["auto"]]  # auto: grey bright-on-dark images are inverted
@@ -29,4 +29,7 @@ class HyponetParams(Section):
     related_levels: int = Field(ge=0)  # related = a common hypernym within this many levels
     min_confidence: float = Field(ge=0, le=1)  # below: treated as unrelated
     class_synsets: dict[str, str]  # class -> synset name / wnid, for names WordNet lacks
-    wordnet: Optional[str]  # WordNet folder; null = NLTK's search path
+    wordnet: Annotated[Optional[str], FileParam()]  # WordNet folder; null = NLTK's search path
+
+
+SCHEMA = HyponetParams

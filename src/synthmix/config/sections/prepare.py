@@ -1,12 +1,12 @@
-"""Params of the prepare stage (real splits)."""
+"""``prepare``: the real train / val / test splits."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from synthmix.config.base import Section, unique_names
+from synthmix.config.base import FileParam, Section, unique_names
 
 
 class PrepareParams(Section):
@@ -14,7 +14,7 @@ class PrepareParams(Section):
     # torchvision dataset name, used when source is torchvision
     dataset: Literal["cifar10", "stl10", "fashion_mnist"]
     # Debian files dir / torchvision download dir / ROOT of ROOT/<class>/* images
-    root: str
+    root: Annotated[str, FileParam()]
     download: bool
     classes: list[str] = Field(min_length=2)
     train_per_class: int = Field(ge=1)
@@ -29,3 +29,6 @@ class PrepareParams(Section):
     seed: int
 
     _unique_classes = field_validator("classes")(unique_names)
+
+
+SCHEMA = PrepareParams

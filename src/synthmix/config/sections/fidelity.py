@@ -1,4 +1,4 @@
-"""Params of the fidelity stages (FID, KID, precision/recall, Inception Score)."""
+"""``fidelity``: FID, KID, precision/recall of the synthetic set."""
 
 from __future__ import annotations
 
@@ -24,3 +24,6 @@ class FidelityParams(Section):
     prc_neighborhood: int = Field(ge=1)  # k of the k-NN balls of precision/recall
     isc_splits: int = Field(ge=1)
     seed: int
+
+
+SCHEMA = FidelityParams
