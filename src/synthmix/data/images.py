@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,9 +40,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
+def load_rgb(path: str | os.PathLike | Mapping) -> Image.Image:
     """Open, fully decode and convert an image; a corrupt file raises DataError naming it and
-    saying how to repair it."""
+    saying how to repair it.
+
+    ``path`` is a file path or a manifest record (dict): a record with a ``shard`` field is read
+    from that shard (by its ``key``, checked against its ``sha256``; see
+    :mod:`synthmix.data.shards`), any other record from its ``path``."""
+    if isinstance(path, Mapping):
+        if path.get("shard"):
+            return _load_sharded(path)
+        path = path["path"]
     try:
         with Image.open(path) as im:
             im.load()
@@ -50,6 +60,19 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc} (truncated, empty or not an image); "
                         f"{repair_hint(path)}") from exc
+
+
+def _load_sharded(record: Mapping) -> Image.Image:
+    from synthmix.data.shards import read_image_bytes, restore_hint
+
+    data = read_image_bytes(record)  # DataError for a missing shard or key, a truncated or corrupt member
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return to_rgb(im)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot decode image {record['key']!r} in shard {record['shard']}: {exc}; "
+                        f"{restore_hint(record['shard'])}") from exc
 
 
 def repair_hint(path: str | os.PathLike, dvc_yaml: str | os.PathLike = "dvc.yaml") -> str:
