@@ -521,8 +521,10 @@ def difference_table(runs: Runs, condition: str, other: str) -> dict:
     return {"table": table, "seeds": seeds, "note": note}
 
 
-def _t_result(diff: float, var: float, df: float, confidence: float, alternative: str) -> dict:
-    if not (var > 0 and df > 0 and math.isfinite(var)):
+def _t_result(diff: float, var: float, df: float, confidence: float, alternative: str, scale: float) -> dict:
+    """t interval and p from a mean difference, its variance and df; ``scale``: the size of the
+    differences, below whose 1e-9 a standard error counts as zero (floating-point noise)."""
+    if not (math.isfinite(var) and var > (1e-9 * scale) ** 2 and df > 0):
         return {"diff": diff, "ci": None, "p": None, "df": None, "note": "no variance: every difference is the same"}
     se = math.sqrt(var)
     t = diff / se
@@ -567,6 +569,46 @@ def two_way_variance(table: np.ndarray) -> tuple[float, float]:
     return float(v / (r * s)), float(df)
 
 
+def variance_components(runs: Runs) -> dict:
+    """Replicate, seed and run-noise standard deviations of accuracy, pooled over the synthetic
+    conditions (a two-way ANOVA of each condition's complete replicates x seeds table, sums of
+    squares and degrees of freedom added up; negative components set to 0).
+
+    ``ratio`` = sd_replicate / sd_residual is what decides how far the hierarchical bootstrap can
+    be trusted with few replicates (benchmarks/answer_coverage.py). The pooled degrees of freedom
+    overstate the information on sd_replicate: all conditions share the replicates.
+    """
+    d = design(runs)
+    ss = np.zeros(3)
+    df = np.zeros(3)
+    coef = np.zeros(2)  # sum of df_rep * S and df_seed * R: E[SS_rep] = df_rep (S s2_rep + s2_res)
+    n = 0
+    for c in d.conditions:
+        if d.cond_kind(c) not in SYNTHETIC_KINDS:
+            continue
+        m = d.condition == c
+        cells = {(r, t): y for r, t, y in zip(d.rep_idx[m], d.seed_idx[m], d.acc[m])}
+        reps = sorted({r for r, _ in cells})
+        seeds = [t for t in range(len(d.seeds)) if all((r, t) in cells for r in reps)]
+        if len(reps) < 2 or len(seeds) < 2:
+            continue
+        tab = np.array([[cells[(r, t)] for t in seeds] for r in reps])
+        r, k = tab.shape
+        g, rm, sm = tab.mean(), tab.mean(1), tab.mean(0)
+        ss += [k * ((rm - g) ** 2).sum(), r * ((sm - g) ** 2).sum(), ((tab - rm[:, None] - sm[None, :] + g) ** 2).sum()]
+        df += [r - 1, k - 1, (r - 1) * (k - 1)]
+        coef += [(r - 1) * k, (k - 1) * r]
+        n += 1
+    if n == 0:
+        return {"sd_replicate": None, "sd_seed": None, "sd_residual": None, "ratio": None, "n_conditions": 0}
+    ms_e = ss[2] / df[2]
+    s2_rep = max(0.0, (ss[0] - ms_e * df[0]) / coef[0])
+    s2_seed = max(0.0, (ss[1] - ms_e * df[1]) / coef[1])
+    ratio = math.sqrt(s2_rep / ms_e) if ms_e > 0 else None
+    return {"sd_replicate": math.sqrt(s2_rep), "sd_seed": math.sqrt(s2_seed), "sd_residual": math.sqrt(ms_e),
+            "ratio": ratio, "n_conditions": n, "df": [int(x) for x in df]}
+
+
 def compare_table(table: np.ndarray, method: str, confidence: float = 0.95, alternative: str = "two-sided") -> dict:
     """Test and interval for the mean of a difference table (:func:`difference_table`) with one of
     the t-based methods: ``two_way``, ``paired_t`` (mean over rows per seed, t over seeds) or
@@ -589,7 +631,7 @@ def compare_table(table: np.ndarray, method: str, confidence: float = 0.95, alte
         var, df = two_way_variance(t) if t.size >= 2 else (float("nan"), 0)
     else:
         raise ValueError(f"unknown test {method!r}: one of {', '.join(TESTS)}")
-    out = _t_result(diff, var, df, confidence, alternative)
+    out = _t_result(diff, var, df, confidence, alternative, float(np.abs(t).max()) if t.size else 0.0)
     out["test"] = method
     out["note"] = out["note"] or note
     return out
@@ -898,6 +940,14 @@ def answer(
     for t, pa in zip(tests.values(), adj):
         t["p_holm"] = pa
 
+    # ---- how far the bootstrap can be trusted
+    components = variance_components(d)
+    if components["ratio"] is not None and len(d.replicates) < 5 and components["ratio"] >= 0.5:
+        notes.append(
+            f"replicate SD is {components['ratio']:.2g} x the run-to-run SD with {len(d.replicates)} synthetic "
+            "replicates: the bootstrap intervals (exchange rates, best share, gains, curves) are likely too "
+            "narrow (benchmarks/answer_coverage.py); more replicates fix that")
+
     # ---- 5. curves
     curves: dict[str, Any] = {"share": share_curve_plot, "real": None, "added": {}}
     if n_obs.size:
@@ -948,6 +998,7 @@ def answer(
         "real_curve": real_curve, "synthetic_gain": gains, "controls": controls, "tests": tests, "curves": curves,
         "share_curve": best["share_curve"], "best_share_observed_condition": best.get("best_share_observed_condition"),
         "tied_with_best_detail": best.get("tied_with_best_detail"),
+        "variance_components": components,
         "n_runs": d.n, "n_classifier_seeds": len(d.seeds), "n_synthetic_replicates": len(d.replicates),
         "baseline": baseline, "confidence": confidence, "n_boot": n_boot, "test": test, "notes": notes, "method": method,
     }
