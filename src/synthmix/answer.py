@@ -13,7 +13,7 @@ It is invertible when ``b > 0``: a synthetic mix with mean accuracy ``acc`` is w
 is ``(n_eff - n_real) / n_synthetic`` real images per synthetic image (negative when the
 synthetic images hurt). The pooled exchange rate ``w`` is one extra parameter of the same
 curve, ``acc = a + b ln(n_real + w n_synthetic)``, fitted jointly with ``a, b`` on every run
-(least squares profiled over a grid of ``w``, refined by parabolic interpolation); where
+(least squares profiled over a grid of ``w``, refined by golden-section search); where
 ``n_real + w n_synthetic`` would be below :data:`N_FLOOR` it is clipped there and flagged.
 On the fixed-total grid (kind pct plus the 0 % control), accuracy is a quadratic in the
 synthetic share; its argmax on [0, 1] is the best share and the end of the first stretch
@@ -25,11 +25,17 @@ is the same head init and shuffling everywhere, so the pairing is kept), and the
 replicate ids with replacement, once for all synthetic conditions (a replicate is one
 synthetic set that every mix built from it shares). A draw is a weight per run (how often
 its seed times how often its replicate was drawn), so every estimator is a weighted mean or
-weighted least-squares fit evaluated for all draws at once with matrix products; intervals
-are percentiles of the draws. With 5 seeds and 2 replicates this bootstrap sees only 5 and 2
-clusters, and its percentile intervals are too narrow: the variance of a mean over R
-resampled clusters is (R - 1) / R of the unbiased one, and no small-sample quantile widens
-it (benchmarks/answer_coverage.py measures it: see :data:`DEFAULT_TEST`).
+weighted least-squares fit evaluated for all draws at once with small matrix products;
+intervals are percentiles of the draws. With 2 or 3 replicates this bootstrap sees only 2 or
+3 replicate clusters: the variance of a mean over R resampled clusters is (R - 1) / R of the
+unbiased one and no small-sample quantile widens it, so when the replicates differ by about
+as much as the runs of one replicate do, its 95 % intervals cover 70-85 % of the time
+(benchmarks/answer_coverage.py). :func:`variance_components` estimates that ratio and
+:func:`answer` says so in ``notes``. ``interval="jackknife_t"`` instead deletes one seed and
+one replicate at a time (:func:`jackknife_weights`, the same weighted estimators) and gives
+t intervals with Satterthwaite's degrees of freedom (:func:`jackknife_t_interval`): honest
+about the 1 or 2 degrees of freedom R = 2 or 3 replicates carry, so much wider then, and close
+to 95 % across the settings simulated.
 
 **Confirmatory tests.** Every condition is compared with the baseline on the table of
 differences ``D[r, s]`` = accuracy of the condition with replicate r and seed s minus the
@@ -46,7 +52,10 @@ interval, p = twice the smaller tail of the draws around 0, floored at 1 / n_boo
 variance) and ``replicate_t`` (t over the per-replicate mean differences with R - 1 degrees
 of freedom; ignores the baseline's seed noise that all replicates share). p-values are
 Holm-adjusted across the conditions (:func:`holm`). Conditions with fewer than 3 runs get
-their raw values instead of an interval.
+their raw values instead of an interval. ``tied_with_best`` uses the same test, one-sided
+(best minus share <= 0), Holm-adjusted across the shares. The price of calibration with
+R = 2: whenever the two replicates' differences disagree by more than the run noise explains,
+the replicate term has 1 degree of freedom and the test has little power (t quantile 12.7).
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ REAL_KINDS = ("real", "retrieval")  # real images only (no synthetic ones)
 SYNTHETIC_KINDS = ("pct", "aug")
 TESTS = ("two_way", "bootstrap", "paired_t", "replicate_t")
 DEFAULT_TEST = "two_way"
+INTERVALS = ("bootstrap", "jackknife_t")  # for the estimates (the tests have their own)
 N_FLOOR = 1.0  # images per class: the smallest n_eff / n_real + w n_synthetic the log curve is evaluated at
 RATE_BOUNDS = (-1.0, 3.0)  # range searched for the pooled exchange rate
 RATE_STEP = 0.025
@@ -222,6 +232,44 @@ def percentile_interval(draws: np.ndarray, confidence: float = 0.95) -> np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanpercentile(np.where(np.isfinite(draws), draws, np.nan), q, axis=0)
+
+
+def jackknife_weights(runs: Runs) -> np.ndarray:
+    """Delete-one weights of the two-way jackknife: one row per classifier seed (that seed's runs
+    weighted 0, in every condition), then one row per synthetic replicate (that replicate's runs
+    weighted 0; only with at least 2 replicates). Shape ``(S + R, n_runs)``."""
+    d = design(runs)
+    rows = [(d.seed_idx != s).astype(float) for s in range(len(d.seeds))]
+    if len(d.replicates) >= 2:
+        rows += [(d.rep_idx != r).astype(float) for r in range(len(d.replicates))]
+    return np.array(rows).reshape(len(rows), d.n)
+
+
+def jackknife_t_interval(estimate: np.ndarray, deleted: np.ndarray, n_seeds: int, n_replicates: int,
+                         confidence: float = 0.95) -> np.ndarray:
+    """Two-way jackknife t interval(s): ``[low, high]`` along axis 0 (trailing axes vectorised).
+
+    ``deleted`` holds the estimates from :func:`jackknife_weights`' rows (``n_seeds`` seed rows,
+    then ``n_replicates`` replicate rows, none when fewer than 2 replicates). The variance is
+    ``(S - 1) / S sum_s (t_-s - mean)^2 + (R - 1) / R sum_r (t_-r - mean)^2`` (the replicate term
+    absent without replicates), the degrees of freedom Satterthwaite's from S - 1 and R - 1, and
+    the interval ``estimate -+ t_df sqrt(var)``. NaN where a deleted estimate is NaN.
+    """
+    est = np.asarray(estimate, dtype=float)
+    x = np.asarray(deleted, dtype=float)
+    xs = x[:n_seeds]
+    vs = (n_seeds - 1) / n_seeds * ((xs - xs.mean(0)) ** 2).sum(0)
+    if n_replicates >= 2:
+        xr = x[n_seeds:n_seeds + n_replicates]
+        vr = (n_replicates - 1) / n_replicates * ((xr - xr.mean(0)) ** 2).sum(0)
+    else:
+        vr = np.zeros_like(vs)
+    v = vs + vr
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = vs**2 / max(n_seeds - 1, 1) + (vr**2 / (n_replicates - 1) if n_replicates >= 2 else 0.0)
+        df = np.where(den > 0, v * v / den, max(n_seeds - 1, 1))
+    half = stats.t.ppf((1 + confidence) / 2, df) * np.sqrt(v)
+    return np.stack([est - half, est + half])
 
 
 # --------------------------------------------------------------------------- estimators (vectorised over draws)
@@ -762,6 +810,7 @@ def answer(
     n_boot: int = 2000,
     seed: int = 0,
     test: str = DEFAULT_TEST,
+    interval: str = "bootstrap",
     rate_bounds: tuple[float, float] = RATE_BOUNDS,
 ) -> dict:
     """THE ANSWER from a table of runs (see the module docstring); a JSON-serialisable dict.
@@ -775,18 +824,36 @@ def answer(
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}: one of {', '.join(TESTS)}")
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval {interval!r}: one of {', '.join(INTERVALS)}")
     d = design(runs)
     if baseline not in d.conditions:
         raise ValueError(f"baseline {baseline!r} has no runs")
     notes: list[str] = []
-    wb = bootstrap_weights(d, n_boot, seed)
-    w_all = np.vstack([np.ones((1, d.n)), wb])  # row 0: the estimate; rows 1..: the draws
+    # row 0: the estimate; rows 1..n_boot: the bootstrap draws; then the jackknife's delete-one rows
+    w_all = np.vstack([np.ones((1, d.n)), bootstrap_weights(d, n_boot, seed), jackknife_weights(d)])
+    boot = slice(1, 1 + n_boot)
+    n_s, n_r = len(d.seeds), len(d.replicates)
 
-    def est_ci(x: np.ndarray) -> tuple[float, Optional[list]]:
-        return float(x[0]), _interval(x[1:], confidence)
+    def ci(x: np.ndarray, bounds: Optional[tuple] = None) -> Optional[list]:
+        """The interval of the estimate x[0] (x: every row)."""
+        if interval == "bootstrap":
+            out = _interval(x[boot], confidence)
+        else:
+            lo, hi = jackknife_t_interval(x[0], x[1 + n_boot:], n_s, n_r, confidence)
+            out = [float(lo), float(hi)] if np.isfinite([lo, hi]).all() else None
+        if out is not None and bounds is not None:
+            out = [float(np.clip(v, *bounds)) for v in out]
+        return out
+
+    def band(y: np.ndarray) -> np.ndarray:
+        """Pointwise intervals of a curve (y: every row x grid): [lower, upper]."""
+        if interval == "bootstrap":
+            return percentile_interval(y[boot], confidence)
+        return jackknife_t_interval(y[0], y[1 + n_boot:], n_s, n_r, confidence)
 
     means = condition_means(d, w_all)
-    ci_of = {c: _interval(means[1:, j], confidence) for j, c in enumerate(d.conditions)}
+    ci_of = {c: ci(means[:, j]) for j, c in enumerate(d.conditions)}
     n_runs = {c: int(np.sum(d.condition == c)) for c in d.conditions}
     values = {c: [float(v) for v in d.acc[d.condition == c]] for c in d.conditions}
 
@@ -805,14 +872,14 @@ def answer(
     valid = bool(np.isfinite(b[0]) and b[0] > 0)
     real_curve = {
         "a": float(a[0]), "b": float(b[0]),
-        "a_ci": _interval(a[1:], confidence), "b_ci": _interval(b[1:], confidence),
+        "a_ci": ci(a), "b_ci": ci(b),
         "n_runs": int(curve["mask"].sum()),
         "n_range": [float(n_obs.min()), float(n_obs.max())] if n_obs.size else None,
         "invertible": valid,
         "reason": None if valid else (
             "fewer than two distinct real-image counts among the real-only runs" if not np.isfinite(b[0])
             else f"slope b = {b[0]:.4g} <= 0: accuracy does not rise with real images, so the curve cannot be inverted"),
-        "share_of_draws_with_b_le_0": float(np.mean(~(b[1:] > 0))),
+        "share_of_draws_with_b_le_0": float(np.mean(~(b[boot] > 0))),
     }
     if not valid:
         notes.append(f"real-only curve: {real_curve['reason']}; exchange rates are None")
@@ -828,9 +895,9 @@ def answer(
         by_condition[c] = {
             "kind": d.cond_kind(c), "n_real": int(d.cond_first(c, "n_real")), "n_synthetic": int(d.cond_first(c, "n_syn")),
             "rate": float(r[0]) if ok else None,
-            "ci": None if (few or not ok) else _interval(r[1:], confidence),
+            "ci": None if (few or not ok) else ci(r),
             "n_eff": float(ne[0]) if ok else None,
-            "n_eff_ci": None if (few or not ok) else _interval(ne[1:], confidence),
+            "n_eff_ci": None if (few or not ok) else ci(ne),
             "clipped": bool(rates["clipped"][0, j]) if ok else None,
             "extrapolated": bool(ok and not (lo <= ne[0] <= hi)),
         }
@@ -848,10 +915,10 @@ def answer(
         clipped = sorted({str(c) for c in d.condition[fit["clipped"]]})
         out = {
             "rate": float(fit["w"][0]) if ok else None,
-            "ci": _interval(wv[1:], confidence) if ok else None,
+            "ci": ci(wv) if ok else None,
             "a": float(fit["a"][0]), "b": float(fit["b"][0]),
             "at_bound": bool(fit["at_bound"][0]), "bounds": list(rate_bounds),
-            "share_of_draws_at_bound": float(np.mean(fit["at_bound"][1:])),
+            "share_of_draws_at_bound": float(np.mean(fit["at_bound"][boot])),
             "clipped_conditions": clipped,
             "n_runs": int(fit["mask"].sum()),
             "reason": None if ok else ("real-only curve not invertible" if not valid else "joint fit has slope b <= 0"),
@@ -880,20 +947,20 @@ def answer(
         bs, be = best_share_of(coef), break_even_of(coef)
         cols = [d.conditions.index(c) for c in share_conds]
         obs_best = share_conds[int(np.nanargmax(means[0, cols]))]
-        ties = _ties(d, obs_best, share_conds, means, cols, test, confidence)
+        ties = _ties(d, obs_best, share_conds, means[: 1 + n_boot], cols, test, confidence)
         best.update({
-            "best_share": float(bs[0]), "best_share_ci": _interval(bs[1:], confidence),
+            "best_share": float(bs[0]), "best_share_ci": ci(bs, (0.0, 1.0)),
             "best_share_observed": share_of[obs_best], "best_share_observed_condition": obs_best,
             "tied_with_best": [share_of[c] for c in share_conds if ties[c]["tied"]],
             "tied_with_best_detail": ties,
-            "break_even_share": float(be[0]), "break_even_share_ci": _interval(be[1:], confidence),
-            "share_curve": {"coef": [float(v) for v in coef[0]], "coef_ci": [_interval(coef[1:, k], confidence) for k in range(coef.shape[1])],
+            "break_even_share": float(be[0]), "break_even_share_ci": ci(be, (0.0, 1.0)),
+            "share_curve": {"coef": [float(v) for v in coef[0]], "coef_ci": [ci(coef[:, k]) for k in range(coef.shape[1])],
                             "conditions": share_conds},
         })
         fitted = eval_poly(coef, SHARE_GRID)
-        band = percentile_interval(fitted[1:], confidence)
+        lower, upper = band(fitted)
         share_curve_plot = {
-            "grid": SHARE_GRID, "fit": fitted[0], "lower": band[0], "upper": band[1],
+            "grid": SHARE_GRID, "fit": fitted[0], "lower": lower, "upper": upper,
             "points": [{"condition": c, "share": share_of[c], **mean_entry(c)} for c in share_conds],
         }
     else:
@@ -913,13 +980,13 @@ def answer(
         entry = {"kind": d.cond_kind(c), "n_real": int(nr), "control": controls[c]}
         if nr > 0:
             g = means[:, j] - (a + b * math.log(nr))
-            entry.update({"gain": float(g[0]), "ci": None if few else _interval(g[1:], confidence)})
+            entry.update({"gain": float(g[0]), "ci": None if few else ci(g)})
         else:
             entry.update({"gain": None, "ci": None, "reason": "no real images: f(0) is not defined"})
         if controls[c] is not None:
             k = d.conditions.index(controls[c])
             cd = means[:, j] - means[:, k]
-            entry.update({"control_diff": float(cd[0]), "control_diff_ci": None if few else _interval(cd[1:], confidence)})
+            entry.update({"control_diff": float(cd[0]), "control_diff_ci": None if few else ci(cd)})
         if few:
             entry["values"] = values[c]
         gains[c] = entry
@@ -931,7 +998,7 @@ def answer(
         if c == baseline:
             continue
         j = d.conditions.index(c)
-        entry = _compare(d, c, baseline, means[:, j] - means[:, bj], test, confidence)
+        entry = _compare(d, c, baseline, means[: 1 + n_boot, j] - means[: 1 + n_boot, bj], test, confidence)
         entry.update({"kind": d.cond_kind(c), "n_runs": n_runs[c]})
         if n_runs[c] < MIN_RUNS_FOR_INTERVAL:
             entry.update({"ci": None, "p": None, "values": values[c], "note": f"{n_runs[c]} run(s): raw values, no interval"})
@@ -953,8 +1020,8 @@ def answer(
     if n_obs.size:
         ng = np.exp(np.linspace(np.log(n_obs.min()), np.log(n_obs.max()), 60))
         fr = a[:, None] + b[:, None] * np.log(ng)[None, :]
-        band = percentile_interval(fr[1:], confidence)
-        curves["real"] = {"n": ng, "fit": fr[0], "lower": band[0], "upper": band[1],
+        lower, upper = band(fr)
+        curves["real"] = {"n": ng, "fit": fr[0], "lower": lower, "upper": upper,
                           "points": [{"condition": c, "n_real": int(d.cond_first(c, "n_real")), **mean_entry(c)} for c in real_conds]}
     base_n = d.cond_first(baseline, "n_real")
     for kind, fit_kind in (("aug", "aug"), ("retrieval", None)):
@@ -971,8 +1038,8 @@ def answer(
             yy = fit["a"][:, None] + fit["b"][:, None] * np.log(np.maximum(base_n + fit["w"][:, None] * xg[None, :], N_FLOOR))
         else:
             yy = a[:, None] + b[:, None] * np.log(base_n + xg)[None, :]
-        band = percentile_interval(yy[1:], confidence)
-        entry.update({"fit": yy[0], "lower": band[0], "upper": band[1],
+        lower, upper = band(yy)
+        entry.update({"fit": yy[0], "lower": lower, "upper": upper,
                       "x": "synthetic images added per class" if kind == "aug" else "real images added per class"})
         curves["added"][kind] = entry
 
@@ -982,12 +1049,15 @@ def answer(
         "paired_t": "paired t-test over seeds on replicate-averaged accuracy",
         "replicate_t": "t-test over per-replicate mean differences (R - 1 df)",
     }[test]
+    interval_text = (
+        f"{n_boot}-draw hierarchical bootstrap (seeds and synthetic replicates resampled, each once for all "
+        f"conditions), {confidence:.0%} percentile" if interval == "bootstrap" else
+        f"two-way delete-one jackknife (seeds, synthetic replicates) t intervals, Satterthwaite df, {confidence:.0%}")
     method = (
         f"real-only curve acc = a + b ln(n_real), least squares on real/retrieval runs; exchange rate w: least squares "
         f"acc = a + b ln(n_real + w n_synthetic) on all runs (per condition: inverse of the real-only curve); "
-        f"best share: quadratic least squares in the share on pct runs and the 0 % control; intervals: {n_boot}-draw "
-        f"hierarchical bootstrap (seeds and synthetic replicates resampled, each once for all conditions), "
-        f"{confidence:.0%} percentile; tests against {baseline}: {test_text}, Holm-adjusted"
+        f"best share: quadratic least squares in the share on pct runs and the 0 % control; intervals: "
+        f"{interval_text}; tests against {baseline} and ties with the best share: {test_text}, Holm-adjusted"
     )
     out = {
         **{k: best[k] for k in ("best_share", "best_share_ci", "best_share_observed")},
@@ -1000,7 +1070,7 @@ def answer(
         "tied_with_best_detail": best.get("tied_with_best_detail"),
         "variance_components": components,
         "n_runs": d.n, "n_classifier_seeds": len(d.seeds), "n_synthetic_replicates": len(d.replicates),
-        "baseline": baseline, "confidence": confidence, "n_boot": n_boot, "test": test, "notes": notes, "method": method,
+        "baseline": baseline, "confidence": confidence, "n_boot": n_boot, "test": test, "interval": interval, "notes": notes, "method": method,
     }
     return _clean(out)
 
