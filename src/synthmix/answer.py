@@ -77,7 +77,7 @@ DEFAULT_TEST = "two_way"
 INTERVALS = ("bootstrap", "jackknife_t")  # for the estimates (the tests have their own)
 N_FLOOR = 1.0  # images per class: the smallest n_eff / n_real + w n_synthetic the log curve is evaluated at
 RATE_BOUNDS = (-1.0, 3.0)  # range searched for the pooled exchange rate
-RATE_STEP = 0.025
+RATE_STEP = 0.05
 MIN_RUNS_FOR_INTERVAL = 3
 SHARE_GRID = np.round(np.linspace(0.0, 1.0, 101), 10)
 
@@ -360,7 +360,7 @@ def fit_exchange_rate(
     kinds: Sequence[str] = SYNTHETIC_KINDS,
     bounds: tuple[float, float] = RATE_BOUNDS,
     step: float = RATE_STEP,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
 ) -> dict:
     """Least squares ``accuracy = a + b ln(max(n_real + w n_synthetic, N_FLOOR))`` on the real-only
     runs and the runs of the synthetic ``kinds``; ``w`` is the pooled exchange rate.
