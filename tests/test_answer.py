@@ -211,8 +211,8 @@ def test_share_curve_best_and_break_even_match_a_fine_grid():
     assert set(d.condition[m]) == {f"pct{p}" for p in range(0, 101, 10)}
     assert np.allclose(fit_share_curve(d)[0], np.polyfit(d.share[m], d.acc[m], 2)[::-1])
     rng = np.random.default_rng(1)
-    coef = rng.normal(0, 1, (300, 3))
-    grid = np.linspace(0, 1, 20001)
+    coef = rng.normal(0, 1, (200, 3))
+    grid = np.linspace(0, 1, 10001)
     vals = A.eval_poly(coef, grid)
     assert np.allclose(best_share_of(coef), grid[np.argmax(vals, axis=1)], atol=1e-4)
     above = vals >= vals[:, :1] - 1e-12
@@ -230,7 +230,7 @@ def test_holm_equals_statsmodels():
     multitest = pytest.importorskip("statsmodels.stats.multitest")
     rng = np.random.default_rng(0)
     for m in (1, 2, 5, 17, 60):
-        for _ in range(4):  # multipletests takes ~0.1 s a call
+        for _ in range(2):  # multipletests takes ~0.1 s a call
             p = rng.uniform(0, 1, m) ** rng.uniform(0.5, 4)
             if m > 3:
                 p[:2] = p[2]  # ties
@@ -482,7 +482,7 @@ def test_tied_with_best_on_a_flat_curve():
 # --------------------------------------------------------------------------- coverage
 
 
-def coverage(world: str, n_studies: int = 200, n_boot: int = 400) -> dict:
+def coverage(world: str, n_studies: int = 200, n_boot: int = 300) -> dict:
     """Share of studies whose 95 % bootstrap interval covers the truth (S = 5 seeds, R = 2
     replicates, no replicate variance: the setting where the percentile bootstrap is calibrated)."""
     rng = np.random.default_rng({"log": 21, "quadratic": 22}[world])
@@ -504,12 +504,12 @@ def coverage(world: str, n_studies: int = 200, n_boot: int = 400) -> dict:
 
 def test_exchange_rate_interval_covers():
     cover = coverage("log")
-    assert 0.90 <= cover["w"] <= 0.99, cover  # measured 0.955 (200 studies, seed 21)
+    assert 0.90 <= cover["w"] <= 0.99, cover  # measured 0.94 (200 studies, seed 21)
 
 
 def test_best_share_interval_covers():
     cover = coverage("quadratic")
-    assert 0.90 <= cover["best_share"] <= 0.99, cover  # measured 0.94 (200 studies, seed 22)
+    assert 0.90 <= cover["best_share"] <= 0.99, cover  # measured 0.955 (200 studies, seed 22)
     assert cover["break_even"] == cover["best_share"]  # both monotone in -c1/c2: percentile intervals agree
 
 
@@ -545,7 +545,7 @@ def test_jackknife_t_covers_where_the_bootstrap_does_not():
     for _ in range(200):
         d = design(simulate_runs(rng, n_replicates=3, sd_replicate=0.005))
         jw = jackknife_weights(d)
-        bw = bootstrap_weights(d, 300, int(rng.integers(1 << 30)))
+        bw = bootstrap_weights(d, 250, int(rng.integers(1 << 30)))
         w = fit_exchange_rate(d, np.vstack([np.ones((1, d.n)), jw, bw]))["w"]
         lo, hi = jackknife_t_interval(w[0], w[1:1 + jw.shape[0]], 5, 3)
         hits["jackknife_t"].append(lo <= 0.5 <= hi)
