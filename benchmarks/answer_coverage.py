@@ -24,7 +24,7 @@ With 1000 studies a coverage has a Monte-Carlo standard error of about 0.007.
 
     python benchmarks/answer_coverage.py [--studies 1000] [--boot 1000] [--seed 0]
 
-Takes about 15 minutes on one free core (one BLAS thread: the products are small).
+Takes about 20 minutes on one core of a busy machine (one BLAS thread: the products are small).
 """
 
 from __future__ import annotations
