@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from synthmix.answer import (  # noqa: E402
     TESTS,
+    best_share_of,
     bootstrap_p,
     bootstrap_weights,
     compare_table,
@@ -52,7 +53,6 @@ from synthmix.answer import (  # noqa: E402
     fit_exchange_rate,
     fit_real_curve,
     fit_share_curve,
-    best_share_of,
     jackknife_t_interval,
     jackknife_weights,
     percentile_interval,
@@ -137,7 +137,7 @@ def main() -> None:
 
     print("## A. one mix against pct0: coverage of the 95 % interval at difference 0 (= 1 - type I error), "
           f"power at difference {EFFECT} (p < 0.05), median interval half-width (percentage points)\n")
-    print(f"| R | rep SD / run SD | " + " | ".join(f"{t} cover / power / half" for t in TESTS) + " |")
+    print("| R | rep SD / run SD | " + " | ".join(f"{t} cover / power / half" for t in TESTS) + " |")
     print("|---|---|" + "---|" * len(TESTS))
     worst = {t: 0.0 for t in TESTS}
     for n_rep in REPLICATES:
