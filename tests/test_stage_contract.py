@@ -90,7 +90,7 @@ def test_every_cmd_path_is_used_by_the_stage(name):
 # ---- package layers ---------------------------------------------------------------------------
 
 # bottom to top: a package may import only packages before it (and itself)
-LAYERS = ["core", "stats", "config", "data", "generators", "personalize", "generate", "mixes", "classify",
+LAYERS = ["core", "stats", "answer", "config", "data", "generators", "personalize", "generate", "mixes", "classify",
           "quality", "hyponet", "fewshot", "segmentation", "reporting", "testing", "runner"]
 
 
