@@ -22,9 +22,16 @@ def test_dvclive_writes_only_its_folder_and_stays_off_the_repository_and_studio(
     monkeypatch.delenv("DVC_STUDIO_OFFLINE", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # DVCLive's VS Code step signal goes to $DVC_ROOT/.dvc/tmp
     run = tmp_path / "run"
+    import subprocess
+
+    def repo_state() -> str:
+        return subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout
+
+    before = repo_state()
     with live_metrics(run / "metrics.json", run / "plots/metrics") as live:
-        # the working directory is this repository: DVCLive must not have opened it
-        assert live._dvc_repo is None and live._studio_events_to_skip >= {"start", "data", "done"}
+        # the working directory is this repository: DVCLive may read it, never write to it or post
+        assert live._studio_events_to_skip >= {"start", "data", "done"}
         live.summary.update(mix="pct0")
         for epoch in (1, 2):
             log_epoch(live, {"epoch": epoch, "loss": 1 / epoch})
@@ -35,6 +42,7 @@ def test_dvclive_writes_only_its_folder_and_stays_off_the_repository_and_studio(
         ".dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED", "run/metrics.json", "run/plots/metrics/loss.tsv"]
     assert read_metric(run, "loss") == [(1, 1.0), (2, 0.5)] and read_metric(run, "missing") == []
     assert "DVC_STUDIO_OFFLINE" not in os.environ  # set only while DVCLive starts
+    assert repo_state() == before  # nothing written into this repository (no dvc init, no git add)
 
 
 def test_metrics_and_plots_must_be_one_folder(tmp_path):
