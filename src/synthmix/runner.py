@@ -206,7 +206,7 @@ def apply_threads(n: int) -> None:
 
 def stage_params(params_path: str | Path):
     """The params of the running stage: restricted to its dvc.yaml entry under ``dvc repro``."""
-    from synthmix.config.loading import load_params, read_params_file, validate_params
+    from synthmix.config.loading import AUDIT_ENV, audit_params, load_params, read_params_file, validate_params
 
     stage = os.environ.get("DVC_STAGE")
     # the stage's wdir (the repository root for this project's dvc.yaml); DVC_ROOT is not used:
@@ -218,7 +218,10 @@ def stage_params(params_path: str | Path):
     else:
         raw = read_params_file(params_path)
         listed = listed_params(entry, str(params_path))
-        params = validate_params(raw, str(params_path), listed, stage)
+        if os.environ.get(AUDIT_ENV):  # list every unlisted read of a graph in one run (tests/params_audit)
+            params = audit_params(raw, str(params_path), listed, stage)
+        else:
+            params = validate_params(raw, str(params_path), listed, stage)
         problems = untracked_file_params(params, listed, declared_deps(entry, raw), stage)
         if problems:
             raise ParamsError("\n".join(problems))

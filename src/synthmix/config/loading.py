@@ -106,9 +106,9 @@ class Params:
         if name.startswith("__"):
             raise AttributeError(name)
         values, allowed, stage = self._values, self._allowed, self._stage
+        if allowed is not None and name not in allowed:
+            _unlisted(stage, name)  # raises, unless auditing (then every section is loaded)
         if name not in values:
-            if allowed is not None:
-                raise ParamsError(unlisted_message(stage, name))
             raise ParamsError(f"params has no section {name!r}")
         keys = None if allowed is None else allowed.get(name)
         value = values[name]
@@ -126,6 +126,21 @@ def unlisted_message(stage: Optional[str], key: str) -> str:
             f"add `- {key}` there, so that a change to it re-runs the stage")
 
 
+AUDIT_ENV = "SYNTHMIX_PARAMS_AUDIT"
+
+
+def _unlisted(stage: Optional[str], key: str) -> None:
+    """Raise for an unlisted read; with ``$SYNTHMIX_PARAMS_AUDIT`` set to a file, append the key
+    there and go on instead (to list every missing key of a graph in one run)."""
+    import os
+
+    audit = os.environ.get(AUDIT_ENV)
+    if not audit:
+        raise ParamsError(unlisted_message(stage, key))
+    with open(audit, "a", encoding="utf-8") as fh:
+        fh.write(f"{stage}\t{key}\n")
+
+
 class _KeyView:
     """A section of which the stage may read only some keys (``prepare.classes``)."""
 
@@ -140,10 +155,12 @@ class _KeyView:
         deeper = {k.split(".", 1)[1] for k in self._keys if k.startswith(name + ".")}
         if deeper:
             return _KeyView(getattr(self._value, name), f"{self._prefix}.{name}", deeper, self._stage)
-        raise ParamsError(unlisted_message(self._stage, f"{self._prefix}.{name}"))
+        _unlisted(self._stage, f"{self._prefix}.{name}")
+        return getattr(self._value, name)  # audit mode only: the value, recorded as unlisted
 
     def model_dump(self, *args, **kwargs) -> Any:
-        raise ParamsError(unlisted_message(self._stage, self._prefix))
+        _unlisted(self._stage, self._prefix)
+        return self._value.model_dump(*args, **kwargs)
 
 
 def _allowed_keys(keys: Iterable[str]) -> dict[str, Optional[set[str]]]:
@@ -209,6 +226,12 @@ def load_params(path: str | Path = "params.yaml", keys: Optional[Iterable[str]] 
                 stage: Optional[str] = None) -> Params:
     """params.yaml validated: the sections of ``keys`` only (a stage), or all of them."""
     return validate_params(read_params_file(path), str(path), keys, stage)
+
+
+def audit_params(raw: dict, source: str, keys: Iterable[str], stage: Optional[str]) -> Params:
+    """``$SYNTHMIX_PARAMS_AUDIT`` mode: every section loaded, reads outside ``keys`` recorded."""
+    full = validate_params(raw, source)
+    return Params(full._values, _allowed_keys(keys), stage)
 
 
 def schema_of(section: str) -> type[BaseModel] | Any:
