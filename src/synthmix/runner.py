@@ -225,7 +225,7 @@ def stage_params(params_path: str | Path):
         problems = untracked_file_params(params, listed, declared_deps(entry, raw), stage)
         if problems:
             raise ParamsError("\n".join(problems))
-    if "threads" in params.sections():
+    if "threads" in listed:
         apply_threads(params.threads)
     return params
 
