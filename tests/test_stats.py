@@ -89,7 +89,7 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_and_symmetric():
 
 def test_summaries_use_these_functions():
     from synthmix.reporting import classification as cls_summary
-    from synthmix.segmentation import summary as seg_summary
+    from synthmix.reporting import segmentation as seg_summary
 
     assert cls_summary.mean_std_ci is mean_std_ci and seg_summary.mean_std_ci is mean_std_ci
     assert cls_summary.paired_t is paired_t and cls_summary.mcnemar_exact is mcnemar_exact

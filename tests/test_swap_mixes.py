@@ -163,18 +163,17 @@ def test_candidates_outside_a_swap_mix_are_an_error():
 def test_params_accept_swap_mixes_and_check_their_real_images():
     import copy
 
-    from pydantic import ValidationError
-
     from shipped_params import shipped
-    from synthmix.config.loading import Params
+    from synthmix.config.loading import validate_params
+    from synthmix.core.errors import ParamsError
 
     raw = copy.deepcopy(shipped())
     raw["mix"]["names"] = ["pct0", "lrr50", "grr30", "lrr0"]
-    assert Params.model_validate(raw).mix.names == ["pct0", "lrr50", "grr30", "lrr0"]
+    assert validate_params(raw).mix.names == ["pct0", "lrr50", "grr30", "lrr0"]
     raw["mix"]["names"] = ["pct0", "lrr150"]
-    with pytest.raises(ValidationError, match="lrr150.*a swap probability is at most 100"):
-        Params.model_validate(raw)
+    with pytest.raises(ParamsError, match="lrr150.*a swap probability is at most 100"):
+        validate_params(raw)
     raw["mix"]["names"], raw["summarize"]["baseline"] = ["grr50"], "grr50"  # a swap mix alone
     raw["mix"]["per_class"] = raw["prepare"]["train_per_class"] + 1
-    with pytest.raises(ValidationError, match="mix grr50 .* needs .* real images per class"):
-        Params.model_validate(raw)
+    with pytest.raises(ParamsError, match="mix grr50 .* needs .* real images per class"):
+        validate_params(raw)
