@@ -104,8 +104,23 @@ class Repo:
         self.run("git", "commit", "-q", "-m", message)
 
 
-def make_repo(base: Path, overrides: dict | None = None) -> Repo:
-    """Copy the project into ``base/repo``, apply params overrides, git init and commit."""
+def add_file_deps(root: Path, files: dict[str, str]) -> None:
+    """List each file a param names (``{"generate.sd.model": "/models/tiny-sd"}``) as a dep of
+    every stage whose ``params`` list reads that key (the key, or a section above it), as a user
+    does for weights outside the repository: a stage refuses a file param that is not its dep."""
+    path = root / "dvc.yaml"
+    graph = yaml.safe_load(path.read_text())
+    for key, file in files.items():
+        prefixes = {".".join(key.split(".")[:i]) for i in range(1, key.count(".") + 2)}
+        for body in graph["stages"].values():
+            if prefixes & {str(k) for k in body.get("params") or []}:
+                body.setdefault("deps", []).append(str(file))
+    path.write_text(yaml.safe_dump(graph, sort_keys=False))
+
+
+def make_repo(base: Path, overrides: dict | None = None, file_deps: dict[str, str] | None = None) -> Repo:
+    """Copy the project into ``base/repo``, apply params overrides, list ``file_deps`` (see
+    :func:`add_file_deps`), git init and commit."""
     root, home = base / "repo", base / "home"
     home.mkdir(parents=True)
     for rel in project_files():
@@ -129,6 +144,8 @@ def make_repo(base: Path, overrides: dict | None = None) -> Repo:
     repo = Repo(root, env)
     if overrides:
         repo.set_params(**overrides)
+    if file_deps:
+        add_file_deps(root, file_deps)
     repo.run("git", "init", "-q", "-b", "main")
     repo.commit("tiny experiment")
     return repo

@@ -142,3 +142,13 @@ def test_every_default_lives_in_one_place(raw):
     # a shipped params.yaml without a key is refused, naming the key (not silently defaulted)
     del raw["train"]["epochs"]
     check_error(raw, "train.epochs", "required key is missing")
+
+
+def test_a_copy_of_a_partly_listed_section_keeps_its_limits(raw):
+    """seg_filter trains its scorer with a copy of seg_train's recipe (epochs replaced): the copy
+    still refuses the keys the stage does not list, so the audit of its params list holds."""
+    params = validate_params(raw, keys=["seg_train.lr", "seg_train.batch_size"], stage="seg_filter")
+    scorer = params.seg_train.model_copy(update={"epochs": 3})
+    assert scorer.epochs == 3 and scorer.lr == raw["seg_train"]["lr"]
+    with pytest.raises(ParamsError, match="stage seg_filter reads params key 'seg_train.seeds'"):
+        scorer.seeds

@@ -43,7 +43,7 @@ def repo(tmp_path_factory):
         "name": "folder", "source": "image_folder", "root": str(base / "foldertest"),
         "class_map": {"Tee": "t_shirt_top", "Pants": "trouser", "sneakers": "sneaker"},
     }]}  # fmt: skip
-    return make_repo(base, over)
+    return make_repo(base, over, file_deps={"evaluate.extra_test_sets": str(base / "foldertest")})
 
 
 def test_quality_stages_report_and_plots(repo):

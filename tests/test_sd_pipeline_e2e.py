@@ -30,7 +30,7 @@ def test_dvc_repro_generate_with_stable_diffusion(tmp_path):
                    "class_templates": {"trouser": "a photo of (a pair of trousers:1.3)"},
                    "suffix": "best quality, photo-realistic:1.4", "negative": "worst quality:1.4, drawings"},
     }}
-    repo = make_repo(tmp_path, overrides)
+    repo = make_repo(tmp_path, overrides, file_deps={"generate.sd.model": str(model)})
     ran = repo.repro("train_generator", "train_lora", "train_textual_inversion")
     assert ran == {"prepare", "train_generator", "train_lora", "train_textual_inversion", "erase"}  # the last three: index only
     info = json.loads((repo.root / "models/generator/generator.json").read_text())
@@ -75,7 +75,7 @@ def test_dvc_repro_trained_lora_and_tokens_through_evaluate(tmp_path):
                                 "alpha": 4},
                  "train_textual_inversion": {"images_per_class": 2, "batch_size": 2, "steps": 2, "resolution": 32,
                                              "num_vectors": 2}}
-    repo = make_repo(tmp_path, overrides)
+    repo = make_repo(tmp_path, overrides, file_deps={"generate.sd.model": str(model)})
     repo.env["OMP_NUM_THREADS"] = "1"  # a 2-core machine shared with other jobs: one thread per stage
     chain = ["prepare", "train_lora", "erase", "train_textual_inversion", "train_generator", "generate", "qc", "mix@pct50",
              "train@pct50-0", "evaluate@pct50-0"]

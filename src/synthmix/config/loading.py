@@ -162,6 +162,12 @@ class _KeyView:
         _unlisted(self._stage, self._prefix)
         return self._value.model_dump(*args, **kwargs)
 
+    def model_copy(self, *, update: Optional[dict[str, Any]] = None, deep: bool = False) -> "_KeyView":
+        """A copy with ``update`` applied, still limited to the listed keys (plus the updated ones,
+        which the stage sets itself rather than reads from params.yaml)."""
+        copy = self._value.model_copy(update=update, deep=deep)
+        return _KeyView(copy, self._prefix, self._keys | set(update or ()), self._stage)
+
 
 def _allowed_keys(keys: Iterable[str]) -> dict[str, Optional[set[str]]]:
     allowed: dict[str, Optional[set[str]]] = {}
